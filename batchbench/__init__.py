@@ -1,0 +1,16 @@
+"""batchbench: which batch size should I use on this hardware, and what does each one cost?"""
+
+__version__ = "0.1.0"
+RESULTS_SCHEMA_VERSION = 1
+
+__all__ = ["__version__", "RESULTS_SCHEMA_VERSION", "run_sweep"]
+
+
+def run_sweep(config, **overrides):
+    """Run a sweep from a config path or dict and return its results as a DataFrame.
+
+    The notebook entry point: ``run_sweep("configs/quickstart.yaml", batch_sizes=[8, 16])``.
+    """
+    from batchbench.api import run_sweep as _run_sweep
+
+    return _run_sweep(config, **overrides)

@@ -1,0 +1,295 @@
+"""click commands: parse, call one function of the library, render. Nothing else."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from batchbench import __version__
+from batchbench.errors import BatchbenchError, ConfigError
+
+DEFAULT_PREDICT_CONFIG = {
+    "name": "predict-throughput",
+    "model": {"builtin": "mlp", "kwargs": {"hidden": 256, "depth": 3}},
+    "data": {"synthetic": {"samples": 2048}},
+    "sweep": {"batch_sizes": {"min": 1, "max": 512}, "modes": ["predict"], "repeats": 5,
+              "min_time_s": 0.1},
+}
+
+
+def _comma(ctx, param, value):
+    return None if value is None else value
+
+
+def sweep_options(func):
+    """Options shared by `sweep` and `predict-throughput` (DESIGN.md)."""
+    options = [
+        click.option("--out", type=click.Path(path_type=Path), help="The run directory (exact)."),
+        click.option("--batch-sizes", help="8,16,32 or a range 1-256 (every power of two in it)."),
+        click.option("--modes", help="fit,predict"),
+        click.option("--methods", help="predict,serve (how predict mode calls the model)."),
+        click.option("--repeats", type=int, help="Timed repeats per trial."),
+        click.option("--memory-limit", help="Cap a trial's memory, e.g. 1.5GiB."),
+        click.option("--device-memory-limit", help="Give TensorFlow a logical GPU of this size, e.g. 8GiB."),
+        click.option("--find-max", is_flag=True, default=None, help="Search the largest batch that fits."),
+        click.option("--margin", help="Memory margin for the safe batch size, e.g. 10%."),
+        click.option("--slo-ms", type=float, help="Latency budget per batch, in ms."),
+        click.option("--percentile", type=float, help="The latency percentile the SLO applies to (default 99)."),
+        click.option("--precision", help="Axis: float32,mixed_float16,mixed_bfloat16"),
+        click.option("--jit-compile", help="Axis: false,true,auto"),
+        click.option("--backend", help="Axis: tensorflow,jax,torch"),
+        click.option("--strategy", help="Axis: default,mirrored"),
+        click.option("--resume", type=click.Path(path_type=Path), help="Finish an interrupted run directory."),
+        click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar or tables."),
+        click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every trial log."),
+        click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _overrides(kw: dict) -> dict:
+    from batchbench.units import parse_batch_sizes, parse_list
+
+    out = {}
+    if kw.get("batch_sizes") is not None:
+        try:
+            out["batch_sizes"] = parse_batch_sizes(kw["batch_sizes"])
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--batch-sizes") from None
+    for key in ("modes", "methods", "precision", "backend", "strategy", "jit_compile"):
+        if kw.get(key) is not None:
+            out[key] = parse_list(kw[key])
+    for key in ("repeats", "memory_limit", "device_memory_limit", "margin", "slo_ms", "percentile"):
+        if kw.get(key) is not None:
+            out[key] = kw[key]
+    if kw.get("find_max"):
+        out["find_max"] = True
+    return out
+
+
+def _load(config_path: str | None, resume: Path | None, default: dict | None = None):
+    from batchbench.config import config_from_dict, load_config
+
+    if config_path:
+        import yaml
+
+        config = load_config(config_path)
+        raw = yaml.safe_load(Path(config_path).read_text())
+        return config, raw
+    if resume:
+        from batchbench.results import RUN_JSON, read_run_json
+
+        run_json = Path(resume) / RUN_JSON
+        if not run_json.exists():
+            raise ConfigError(f"{resume} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
+        record = read_run_json(run_json)
+        raw = record.get("config") or record["config_resolved"]
+        config = config_from_dict(raw, source=record.get("config_file"), base_dir=record.get("base_dir", "."))
+        return config, raw
+    if default is not None:
+        return config_from_dict(default, source="(built-in default)"), default
+    raise click.UsageError("give a CONFIG file (or --resume RUN_DIR)")
+
+
+def run_sweep_command(config, raw, kw: dict) -> None:
+    from batchbench.config import apply_overrides, static_checks
+    from batchbench.report.tables import make_console, render_results
+    from batchbench.sweep import Sweep, SweepOptions, dumps
+
+    config = apply_overrides(config, **_overrides(kw))
+    if kw.get("no_plots"):
+        config.output.plots = False
+    static_checks(config)
+    as_json, quiet = kw.get("as_json"), kw.get("quiet")
+    err_console = make_console(stderr=True)
+    out_console = err_console if as_json else make_console()
+    progress = None if quiet else TerminalProgress(err_console)
+    options = SweepOptions(out=kw.get("out"), resume=kw.get("resume"), verbose=kw.get("verbose", False),
+                           progress=progress)
+    sweep = Sweep(config, options, raw_config=raw)
+    try:
+        outcome = sweep.run()
+    finally:
+        if progress:
+            progress.stop()
+    _write_reports(outcome, config)
+    if not quiet:
+        render_results(out_console, outcome.rows, config.varying_axes(), outcome.summary,
+                       config.sweep.slo_ms, config.sweep.percentile)
+        for warning in outcome.warnings:
+            err_console.print(f"[yellow]warning:[/yellow] {warning}")
+        err_console.print(f"results: {outcome.run_dir}")
+    if as_json:
+        click.echo(dumps(outcome.summary))
+    sys.exit(outcome.exit_code)
+
+
+def _write_reports(outcome, config) -> None:
+    """Plots and report.md beside the results (issue #9); never fatal to a finished sweep."""
+    try:
+        from batchbench.report import write_run_report
+    except ImportError:
+        return
+    try:
+        write_run_report(outcome.run_dir, plots=config.output.plots)
+    except Exception as exc:  # noqa: BLE001 - the measurements are safe on disk already
+        click.echo(f"warning: could not write the report: {exc}", err=True)
+
+
+class TerminalProgress:
+    """Trial n of N, mode, batch size, elapsed and ETA, on stderr."""
+
+    def __init__(self, console):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                 console=console, transient=False)
+        self.task = None
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.progress.start()
+            self.task = self.progress.add_task("starting", total=event["total"])
+        elif kind == "total" and self.task is not None:
+            self.progress.update(self.task, total=event["total"])
+        elif kind == "trial" and self.task is not None:
+            t = event["trial"]
+            what = t.mode + (f"/{t.method}" if t.method else "")
+            phase = f" ({t.phase})" if t.phase != "ladder" else ""
+            self.progress.update(self.task, description=f"trial {event['index']}/{event['total']} {what} "
+                                                         f"batch {t.batch_size}{phase}")
+        elif kind == "done" and self.task is not None:
+            self.progress.advance(self.task)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+def _handle_errors(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (BatchbenchError, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="batchbench")
+def main() -> None:
+    """Which batch size should I use on this hardware, and what does each one cost?
+
+    Sweeps batch sizes through Keras model.fit and model.predict and records time,
+    throughput, latency, peak memory and out-of-memory failures.
+    """
+    if not os.environ.get("BATCHBENCH_VERBOSE"):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@main.command()
+@click.argument("config", required=False)
+@sweep_options
+@_handle_errors
+def sweep(config, **kw):
+    """Sweep batch sizes through fit and/or predict, as CONFIG describes."""
+    cfg, raw = _load(config, kw.get("resume"))
+    run_sweep_command(cfg, raw, kw)
+
+
+@main.command("predict-throughput")
+@click.argument("config", required=False)
+@click.option("--model", "model_ref", help="builtin:NAME, application:NAME, a model file, or module:function.")
+@click.option("--input-shape", help="e.g. 96,96,3, where the model leaves it open.")
+@sweep_options
+@_handle_errors
+def predict_throughput(config, model_ref, input_shape, **kw):
+    """Inference only: throughput and latency percentiles per batch size, both call methods."""
+    from batchbench.predict_cli import predict_config
+
+    cfg, raw = predict_config(config, model_ref, input_shape, kw.get("resume"), DEFAULT_PREDICT_CONFIG)
+    kw.setdefault("modes", None)
+    if kw.get("modes") is None:
+        kw["modes"] = "predict"
+    run_sweep_command(cfg, raw, kw)
+
+
+@main.command()
+@click.argument("config")
+def validate(config):
+    """Check a config without running it (never imports TensorFlow)."""
+    from batchbench.config import load_config, static_checks
+
+    cfg = load_config(config)
+    static_checks(cfg)
+    groups = len(cfg.sweep.modes) and cfg
+    n = len(cfg.sweep.batch_sizes)
+    click.echo(f"{config}: valid — model {cfg.model.source}:{cfg.model.label}, data {cfg.data.source}, "
+               f"batch sizes {', '.join(map(str, cfg.sweep.batch_sizes))} ({n}), modes {', '.join(cfg.sweep.modes)}")
+    del groups
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
+@click.option("--backend", default="tensorflow", help="Which Keras backend's view to report.")
+def env(as_json, backend):
+    """Detected CPU, memory, GPUs, driver, and what TensorFlow sees (from a worker)."""
+    from batchbench.envinfo import busy_warning, host_environment
+    from batchbench.runner import Worker, worker_env
+
+    record = host_environment()
+    with Worker(worker_env(backend)) as worker:
+        outcome = worker.run({"op": "env"}, timeout_s=300)
+    record["framework"] = (outcome.result or {}).get("info") or {"error": "the worker could not report"}
+    if as_json:
+        click.echo(json.dumps(record, indent=2, default=str))
+        return
+    from batchbench.report.envtable import render_env
+
+    render_env(record, busy_warning(record))
+
+
+@main.command()
+@click.argument("baseline")
+@click.argument("current")
+@click.option("--threshold", multiple=True, help="5% for all metrics, or METRIC=10%; repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]), default="table")
+@click.option("--fail-on", type=click.Choice(["regression", "never"]), default="regression")
+@click.option("--strict-env", is_flag=True, help="Exit 3 when the two runs' environments differ.")
+@click.option("--alpha", type=float, default=0.05, help="Significance level after correction.")
+def compare(baseline, current, threshold, fmt, fail_on, strict_env, alpha):
+    """Regression verdicts between two runs (run directories or results.csv files)."""
+    from batchbench.compare import compare_command
+
+    sys.exit(compare_command(baseline, current, thresholds=threshold, fmt=fmt, fail_on=fail_on,
+                             strict_env=strict_env, alpha=alpha))
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Where a multi-run report goes.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md")
+@click.option("--no-plots", is_flag=True, help="Tables only.")
+def report(run_dirs, out, fmt, no_plots):
+    """Rebuild tables, plots and a report from saved results (no TensorFlow, no re-running)."""
+    from batchbench.report import report_command
+
+    sys.exit(report_command(list(run_dirs), out=out, fmt=fmt, plots=not no_plots))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Recommendations from result rows: plain Python over plain data."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+NEAR_BEST = 0.95   # smallest batch within 5% of the best throughput
+KNEE = 0.90        # smallest batch reaching 90% of the best throughput
+
+
+def group_key(row: dict, varying: list[str]) -> str:
+    key = row["mode"] + (f"/{row['method']}" if row.get("method") else "")
+    for axis in varying:
+        value = row.get(axis)
+        key += f"|{axis}={str(value).lower() if isinstance(value, bool) else value}"
+    return key
+
+
+def _ok(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("status") == "ok" and _num(r.get("throughput_sps"))]
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: float = 99) -> dict[str, Any]:
+    ok = _ok(rows)
+    out: dict[str, Any] = {}
+    if not ok:
+        return out
+    best = max(ok, key=lambda r: r["throughput_sps"])
+    out["best_throughput"] = best["batch_size"]
+    out["largest_ok"] = max(r["batch_size"] for r in ok)
+    near = [r for r in ok if r["throughput_sps"] >= NEAR_BEST * best["throughput_sps"]]
+    out["smallest_near_best"] = min(r["batch_size"] for r in near)
+    if rows and rows[0].get("mode") == "predict":
+        knee = [r for r in ok if r["throughput_sps"] >= KNEE * best["throughput_sps"]]
+        out["knee"] = min(r["batch_size"] for r in knee)
+        if slo_ms is not None:
+            column = latency_column(percentile)
+            within = [r for r in ok if _num(r.get(column)) and r[column] <= slo_ms]
+            out["slo"] = max(within, key=lambda r: r["throughput_sps"])["batch_size"] if within else None
+    return out
+
+
+def latency_column(percentile: float) -> str:
+    return {50: "step_ms_median", 90: "step_ms_p90", 95: "step_ms_p95", 99: "step_ms_p99",
+            100: "step_ms_max"}.get(int(percentile), "step_ms_p99")
+
+
+def summarize(rows: list[dict], varying: list[str], slo_ms: float | None = None, percentile: float = 99,
+              frontier: dict[str, dict] | None = None) -> dict[str, Any]:
+    """The --json summary's status counts and recommendations."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row, varying), []).append(row)
+    recs: dict[str, Any] = {}
+    for key, group_rows in groups.items():
+        rec = recommend_group(sorted(group_rows, key=lambda r: r["batch_size"]), slo_ms, percentile)
+        rec.update((frontier or {}).get(key, {}))
+        recs[key] = rec
+    overall = _overall(groups)
+    if overall:
+        recs["overall"] = overall
+    counts = Counter(r.get("status") for r in rows)
+    return {"status_counts": {k: counts[k] for k in ("ok", "oom", "error", "timeout", "skipped") if counts[k]},
+            "recommendations": recs}
+
+
+def _overall(groups: dict[str, list[dict]]) -> dict[str, Any] | None:
+    """The fastest group and its batch size (fit groups when there are any: training and
+    inference throughputs are not the same kind of figure)."""
+    fit_keys = [k for k in groups if k.startswith("fit")]
+    keys = fit_keys or list(groups)
+    best = None
+    for key in keys:
+        for row in _ok(groups[key]):
+            if best is None or row["throughput_sps"] > best[1]["throughput_sps"]:
+                best = (key, row)
+    if best is None:
+        return None
+    return {"group": best[0], "batch_size": best[1]["batch_size"], "throughput_sps": best[1]["throughput_sps"]}

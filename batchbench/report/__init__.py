@@ -1,0 +1,1 @@
+"""Rendering results for people: terminal tables, markdown, plots. No TensorFlow."""

@@ -1,0 +1,41 @@
+"""`batchbench env` as a table."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from batchbench.report.tables import make_console
+
+
+def render_env(record: dict, warning: str | None = None) -> None:
+    console = make_console()
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    fw = record.get("framework") or {}
+    nvml = record.get("nvml") or {}
+    rows = [
+        ("CPU", f"{record.get('cpu_model')} ({record.get('cpu_cores_physical')} physical / "
+                f"{record.get('cpu_cores_logical')} logical cores)"),
+        ("CPU affinity", ", ".join(map(str, record.get("cpu_affinity") or [])) or "unavailable"),
+        ("Memory", f"{record.get('memory_total_mib', 0) / 1024:.1f} GiB total, "
+                   f"{record.get('memory_available_mib', 0) / 1024:.1f} GiB available"),
+        ("Load average", ", ".join(f"{x:.2f}" for x in record.get("load_average") or []) or "unavailable"),
+        ("OS / Python", f"{record.get('os')} / {record.get('python')}"),
+        ("GPUs (NVML)", "; ".join(f"{g['index']}: {g['name']} {g['memory_total_mib'] / 1024:.1f} GiB"
+                                  for g in nvml.get("gpus", [])) or f"none ({nvml.get('reason', 'no GPU')})"),
+        ("Driver", nvml.get("driver") or "none"),
+        ("TensorFlow", str(fw.get("tensorflow"))),
+        ("Keras", f"{fw.get('keras')} (backend {fw.get('keras_backend')})"),
+        ("CUDA build", f"CUDA {fw.get('cuda_build')}, cuDNN {fw.get('cudnn_build')}" if fw.get("cuda_build")
+         else "CPU-only build"),
+        ("TF devices", ", ".join(d["name"] for d in fw.get("tf_devices", [])) or str(fw.get("error", ""))),
+        ("TF threads", f"intra-op {fw.get('tf_threads', {}).get('intra_op')}, inter-op "
+                       f"{fw.get('tf_threads', {}).get('inter_op')} (0 = TensorFlow decides)"),
+        ("Thread env", ", ".join(f"{k}={v}" for k, v in (record.get("thread_env") or {}).items()) or "none set"),
+    ]
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if warning:
+        console.print(f"[yellow]warning:[/yellow] {warning}")

@@ -1,0 +1,437 @@
+"""The sweep: plan -> runner -> results, one trial at a time, nothing measured ever lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from batchbench import RESULTS_SCHEMA_VERSION, __version__
+from batchbench.config import Config
+from batchbench.envinfo import busy_warning, git_info, host_environment
+from batchbench.errors import ConfigError, InterruptedSweep, OutputError
+from batchbench.plan import GroupPlan, Skip, Trial, build_groups
+from batchbench.recommend import summarize
+from batchbench.results import (RESULTS_CSV, RUN_JSON, ResultsWriter, read_rows, read_run_json,
+                                write_json_atomic)
+from batchbench.runner import JobOutcome, Worker, worker_env
+from batchbench.stats import Stats
+
+MiB = 2**20
+
+
+@dataclass
+class SweepOptions:
+    out: Path | None = None
+    resume: Path | None = None
+    verbose: bool = False
+    progress: Any = None            # a callable(event: dict) for the terminal, or None
+    write_fault: Callable | None = None  # tests inject OSError mid-run here
+
+
+@dataclass
+class SweepOutcome:
+    run_dir: Path
+    rows: list[dict]
+    summary: dict
+    run_record: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        measured = [r for r in self.rows if r["status"] in ("ok", "oom")]
+        failed = [r for r in self.rows if r["status"] in ("error", "timeout")]
+        return 0 if measured or not failed else 1
+
+
+def utc_stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def default_run_dir(config: Config) -> Path:
+    return Path(config.output.dir) / config.name / utc_stamp()
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create the run directory and prove it is writable, before any trial runs."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "trials").mkdir(exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
+    return path
+
+
+class Sweep:
+    def __init__(self, config: Config, options: SweepOptions | None = None, raw_config: Any = None):
+        self.config = config
+        self.options = options or SweepOptions()
+        self.raw_config = raw_config
+        self.workers: dict[str, Worker] = {}
+        self.rows: list[dict] = []
+        self.samples: dict[str, dict] = {}
+        self.frontier: dict[str, dict] = {}
+        self.warnings: list[str] = []
+        self.interrupted = 0
+        self.current_worker: Worker | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _resolve_run_dir(self) -> tuple[Path, dict[str, dict]]:
+        done: dict[str, dict] = {}
+        if self.options.resume:
+            run_dir = Path(self.options.resume)
+            run_json = run_dir / RUN_JSON
+            if not run_json.exists():
+                raise ConfigError(f"{run_dir} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
+            previous = read_run_json(run_json)
+            if previous.get("config_hash") != self.config.measurement_hash():
+                raise ConfigError(
+                    f"the config changed since {run_dir} started (hash {previous.get('config_hash')} there, "
+                    f"{self.config.measurement_hash()} now); resume with the same config and options, "
+                    "or start a new run", key="--resume")
+            if (run_dir / RESULTS_CSV).exists():
+                for row in read_rows(run_dir / RESULTS_CSV):
+                    done[row["trial_id"]] = row
+            self.samples = previous.get("samples") or {}
+            self.started_at = previous.get("started_at") or self._now()
+            self.run_id = previous.get("run_id") or run_dir.name
+        else:
+            run_dir = Path(self.options.out) if self.options.out else default_run_dir(self.config)
+            self.run_id = run_dir.name if self.options.out is None else f"{self.config.name}-{utc_stamp()}"
+            self.started_at = self._now()
+        return prepare_run_dir(run_dir), done
+
+    @staticmethod
+    def _now() -> str:
+        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def worker(self, backend: str) -> Worker:
+        if backend not in self.workers:
+            capped = self.config.sweep.memory_limit is not None
+            env = worker_env(backend, self.options.verbose, extra_path=self.config.base_dir,
+                             onednn=False if capped else None)
+            self.workers[backend] = Worker(env, log_path=self.run_dir / "worker.log", verbose=self.options.verbose)
+        return self.workers[backend]
+
+    def _job_config(self) -> dict:
+        data = self.config.resolved()
+        data["_base_dir"] = self.config.base_dir
+        return data
+
+    def _preflight(self) -> dict:
+        """Build the model and data once in a worker: a bad model or data is a config error
+        (exit 2) before any trial runs, not a row of errors."""
+        label = self.config.source_file or "config"
+        first_axes = {axis: values[0] for axis, values in self.config.axes().items()}
+        log = self.run_dir / "trials" / "preflight.log"
+        outcome = self.worker(first_axes["backend"]).run(
+            {"op": "preflight", "config": self._job_config(), "axes": first_axes},
+            timeout_s=self.config.sweep.trial_timeout_s, log_path=log)
+        result = outcome.result or {}
+        if result.get("status") == "config_error":
+            raise ConfigError(result["message"], file=label, key=result.get("key"))
+        if result.get("status") != "ok":
+            reason = result.get("error") or _ending(outcome) or "unknown failure"
+            raise ConfigError(f"the model and data could not be built: {reason} (details in {log})", file=label)
+        log.unlink(missing_ok=True)
+        return result
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> SweepOutcome:
+        self.run_dir, done = self._resolve_run_dir()
+        self.env = host_environment()
+        warning = busy_warning(self.env)
+        if warning:
+            self.warnings.append(warning)
+        self.writer = ResultsWriter(self.run_dir, fault_injector=self.options.write_fault)
+        self.rows = list(done.values())
+        handlers = self._install_signals()
+        try:
+            self.preflight = self._preflight()
+            self.env["framework"] = self._framework_info()
+            self.status = "running"
+            self._write_run_json()
+            self._run_groups(done)
+            self.status = "complete"
+        except InterruptedSweep:
+            self.status = "interrupted"
+            raise
+        finally:
+            self._restore_signals(handlers)
+            for worker in self.workers.values():
+                worker.close()
+            if hasattr(self, "preflight"):
+                try:
+                    self._write_run_json()
+                except OSError:
+                    pass
+        return SweepOutcome(self.run_dir, self.rows, self.summary(), self.record, self.warnings)
+
+    def _framework_info(self) -> dict:
+        backend = self.config.sweep.backend[0]
+        outcome = self.worker(backend).run({"op": "env"}, timeout_s=120)
+        return (outcome.result or {}).get("info", {})
+
+    def _run_groups(self, done: dict[str, dict]) -> None:
+        groups = build_groups(self.config)
+        plans = []
+        for group in groups:
+            limit = self.preflight["train_samples"] if group.mode == "fit" else self.preflight["samples"]
+            plans.append(GroupPlan(group, self.config.sweep.batch_sizes, limit,
+                                   find_max=self.config.sweep.find_max,
+                                   granularity=self.config.sweep.search_granularity))
+        total = sum(p.ladder_size for p in plans)
+        index = 0
+        self._emit(event="start", total=total, run_dir=str(self.run_dir))
+        for plan in plans:
+            while (item := plan.next()) is not None:
+                if self.interrupted:
+                    raise self._interrupted()
+                index += 1
+                trial = item.trial if isinstance(item, Skip) else item
+                if trial.phase != "ladder":
+                    total += 1
+                    self._emit(event="total", total=total)
+                if trial.trial_id in done:
+                    plan.record(trial, done[trial.trial_id]["status"])
+                    self._emit(event="done", index=index, total=total, row=done[trial.trial_id], resumed=True)
+                    continue
+                if isinstance(item, Skip):
+                    row = self._row(trial, status="skipped", error=item.reason)
+                else:
+                    self._emit(event="trial", index=index, total=total, trial=trial)
+                    row = self._run_trial(trial)
+                if self.interrupted:
+                    raise self._interrupted()
+                plan.record(trial, row["status"])
+                self.writer.append(row)
+                self.rows.append(row)
+                self._write_run_json()
+                self._emit(event="done", index=index, total=total, row=row)
+            if plan.find_max:
+                self.frontier[plan.group.key] = self._frontier(plan)
+
+    def _frontier(self, plan: GroupPlan) -> dict:
+        out: dict[str, Any] = {"max_batch_size": plan.max_batch_size, "search_trials": plan.search_trials}
+        if plan.oom_at is None:
+            out["fits_up_to_at_least"] = max([s for s in plan.ok_sizes], default=None)
+        return out
+
+    def _run_trial(self, trial: Trial) -> dict:
+        axes = dict(trial.group.axes)
+        worker = self.worker(axes["backend"])
+        log_path = self.run_dir / "trials" / f"{trial.trial_id}.log"
+        request = {"op": "trial", "config": self._job_config(),
+                   "trial": {"mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
+                             "axes": axes, "phase": trial.phase,
+                             "reference_path": str(self._reference_path(trial)) if trial.mode == "predict" else None}}
+        self.current_worker = worker
+        started = time.perf_counter()
+        outcome = worker.run(request, timeout_s=self.config.sweep.trial_timeout_s,
+                             memory_cap_bytes=self._memory_cap(), log_path=log_path)
+        self.current_worker = None
+        row = self._row_from_outcome(trial, outcome, time.perf_counter() - started)
+        if row["status"] == "ok" and not self.options.verbose:
+            log_path.unlink(missing_ok=True)
+        return row
+
+    def _reference_path(self, trial: Trial) -> Path:
+        key = trial.group.key.replace("/", "_").replace("|", "_").replace("=", "-")
+        return self.run_dir / "trials" / f"reference-{key}.npy"
+
+    def _memory_cap(self) -> int:
+        """A trial may use at most `memory_limit`, or a share of the memory available at the
+        start, so a sweep never invites the kernel's OOM killer onto the user's machine."""
+        if self.config.sweep.memory_limit:
+            return self.config.sweep.memory_limit
+        return int(psutil.virtual_memory().available * self.config.sweep.memory_fraction)
+
+    def _row_from_outcome(self, trial: Trial, outcome: JobOutcome, wall_s: float) -> dict:
+        result = outcome.result or {}
+        status = result.get("status")
+        error = result.get("error")
+        if outcome.timed_out:
+            status, error = "timeout", f"ran longer than trial_timeout_s={self.config.sweep.trial_timeout_s:g}s"
+        elif outcome.memory_killed:
+            cap = self._memory_cap() / MiB
+            status, error = "oom", f"resident memory crossed the cap of {cap:.0f} MiB; the trial was ended"
+            result["oom_kind"] = "host"
+        elif status == "config_error":
+            status, error = "error", result.get("message")
+        elif status is None:
+            status, error = self._classify_death(outcome)
+        row = self._row(trial, status=status, error=error)
+        row["wall_s"] = wall_s
+        if status == "oom":
+            row["oom_kind"] = result.get("oom_kind") or ("device" if self.preflight.get("device", "cpu") != "cpu"
+                                                         else "host")
+        for key in ("params", "device", "max_abs_diff", "final_loss"):
+            if result.get(key) is not None:
+                row[key] = result[key]
+        if status == "ok":
+            row.update(self._figures(trial, result))
+        return row
+
+    def _classify_death(self, outcome: JobOutcome) -> tuple[str, str]:
+        sig = outcome.signal_name
+        if outcome.returncode is None:
+            return "error", "the worker process died during the trial"
+        if sig == "SIGKILL":
+            available = psutil.virtual_memory().available
+            rss = (outcome.peak_rss_mib or 0) * MiB
+            if rss and rss > 0.5 * (available + rss):
+                return "oom", (f"killed by SIGKILL after reaching {outcome.peak_rss_mib:.0f} MiB resident: "
+                               "most likely the kernel's out-of-memory killer")
+            return "error", "the worker was killed by SIGKILL"
+        if sig:
+            return "error", f"the worker was killed by {sig}"
+        return "error", f"the worker exited with code {outcome.returncode} before reporting a result"
+
+    def _row(self, trial: Trial, status: str, error: str | None = None) -> dict:
+        axes = dict(trial.group.axes)
+        return {
+            "run_id": self.run_id, "name": self.config.name, "model": self.config.model.label,
+            "mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
+            "status": status, "error": error, "trial_id": trial.trial_id, "phase": trial.phase,
+            "params": self.preflight.get("params"), "device": self.preflight.get("device"),
+            "precision": axes["precision"], "jit_compile": axes["jit_compile"], "backend": axes["backend"],
+            "strategy": axes["strategy"],
+            "bn_small_batch": (trial.mode == "fit" and self.preflight.get("has_batch_norm") and
+                               trial.batch_size < 16) or False,
+        }
+
+    def _figures(self, trial: Trial, result: dict) -> dict:
+        m = result["measurement"]
+        batch = trial.batch_size
+        throughputs = [s / t for s, t in zip(m["repeat_samples"], m["repeat_time_s"]) if t > 0]
+        tp = Stats.from_values(throughputs)
+        step_ms = [s * 1000 for s in m["step_s"]]
+        st = Stats.from_values(step_ms)
+        self.samples[trial.trial_id] = {"throughput_sps": throughputs, "step_ms": _thin(step_ms)}
+        if tp.n > 1 and tp.cv > 0.10:
+            self.warnings.append(f"{trial.trial_id}: noisy measurement (throughput varies {tp.cv:.0%} "
+                                 "between repeats)")
+        figures = {
+            "throughput_sps": tp.median, "throughput_sps_min": tp.min, "throughput_sps_max": tp.max,
+            "step_ms_median": st.median, "step_ms_p90": st.p90, "step_ms_p95": st.p95,
+            "step_ms_p99": st.p99, "step_ms_max": st.max, "sample_ms": st.median / batch,
+            "first_step_s": m.get("first_step_s"), "peak_host_mib": result.get("peak_host_mib"),
+            "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
+            "steps": m.get("steps"), "samples": sum(m["repeat_samples"]),
+        }
+        if trial.mode == "fit":
+            figures["epochs"] = m.get("epochs_run")
+        return figures
+
+    # ------------------------------------------------------------------ records
+    def summary(self) -> dict:
+        varying = self.config.varying_axes()
+        summary = summarize(self.rows, varying, self.config.sweep.slo_ms, self.config.sweep.percentile,
+                            self.frontier)
+        return {"run_dir": str(self.run_dir), **summary, "warnings": list(self.warnings)}
+
+    def _write_run_json(self) -> None:
+        self.record = {
+            "schema_version": RESULTS_SCHEMA_VERSION,
+            "batchbench_version": __version__,
+            "run_id": self.run_id,
+            "name": self.config.name,
+            "status": getattr(self, "status", "running"),
+            "argv": sys.argv,
+            "config_file": self.config.source_file,
+            "base_dir": self.config.base_dir,
+            "config": self.raw_config,
+            "config_resolved": self.config.resolved(),
+            "config_hash": self.config.measurement_hash(),
+            "git": git_info(self.config.base_dir) or git_info("."),
+            "environment": self.env,
+            "model_info": getattr(self, "preflight", None),
+            "started_at": self.started_at,
+            "ended_at": self._now() if getattr(self, "status", "") != "running" else None,
+            "samples": self.samples,
+            "summary": self.summary(),
+        }
+        try:
+            write_json_atomic(self.run_dir / RUN_JSON, _finite(self.record))
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.run_dir / RUN_JSON}: {exc.strerror or exc}") from None
+
+    def _emit(self, **event) -> None:
+        if self.options.progress:
+            self.options.progress(event)
+
+    # ------------------------------------------------------------------ signals
+    def _install_signals(self) -> dict:
+        def handler(signum, frame):
+            self.interrupted += 1
+            if self.interrupted > 1:
+                os._exit(130)  # a second Ctrl-C stops at once
+            if self.current_worker:
+                self.current_worker.interrupt()
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (e.g. a notebook's executor)
+                pass
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    def _interrupted(self) -> InterruptedSweep:
+        config = self.config.source_file or "CONFIG"
+        return InterruptedSweep(
+            f"interrupted: {len(self.rows)} finished trial(s) kept in {self.run_dir}\n"
+            f"resume with: batchbench sweep {config} --resume {self.run_dir}")
+
+
+def _ending(outcome: JobOutcome) -> str | None:
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.signal_name:
+        return f"killed by {outcome.signal_name}"
+    return None
+
+
+def _thin(values: list[float], limit: int = 2000) -> list[float]:
+    """Raw samples kept in run.json, evenly thinned past `limit` to keep the file small."""
+    if len(values) <= limit:
+        return [round(v, 6) for v in values]
+    step = len(values) / limit
+    return [round(values[int(i * step)], 6) for i in range(limit)]
+
+
+def _finite(obj: Any) -> Any:
+    """JSON has no NaN: store null."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def copy_config(src: str | None, run_dir: Path) -> None:
+    if src and os.path.exists(src):
+        shutil.copy2(src, run_dir / "config.yaml")
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_finite(obj), indent=2, default=str)

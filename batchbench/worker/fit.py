@@ -1,0 +1,49 @@
+"""Timing model.fit: one continuous fit, a callback reading the clock at every step end."""
+
+from __future__ import annotations
+
+import keras
+
+from batchbench.worker.timing import RepeatClock, clock
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Overriding on_train_batch_end makes Keras run callbacks synchronously (the logs are
+    converted to floats), so the clock is read after the step's results exist on the host."""
+
+    def __init__(self, repeat_clock: RepeatClock, deadline: float | None = None):
+        super().__init__()
+        self.clock = repeat_clock
+        self.deadline = deadline
+        self._last: float | None = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._last is None:
+            self._last = clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = clock()
+        self.clock.add(now - self._last)
+        self._last = now
+        if self.clock.done or (self.deadline and now > self.deadline):
+            self.model.stop_training = True
+
+
+def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_000_000) -> dict:
+    """Fit on whole batches only: a partial last batch is another shape (Keras retraces)."""
+    n_full = (train.samples // batch_size) * batch_size
+    data = train.take(0, n_full)
+    steps_per_epoch = n_full // batch_size
+    min_steps = sweep["min_steps"]
+    if sweep.get("epochs"):
+        min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
+    rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"], sweep["repeats"])
+    timer = StepTimer(rc)
+    history = model.fit(data.x, data.y, batch_size=batch_size, epochs=epochs_cap, shuffle=True,
+                        verbose=0, callbacks=[timer])
+    out = rc.summary()
+    out["steps_per_epoch"] = steps_per_epoch
+    out["epochs_run"] = len(history.epoch)
+    losses = history.history.get("loss") or []
+    out["final_loss"] = float(losses[-1]) if losses else None
+    return out

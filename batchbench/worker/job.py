@@ -1,0 +1,220 @@
+"""One job in a fresh worker child: `env`, `preflight` (build everything, check it fits
+together, measure nothing) or `trial` (one measured point)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+from batchbench.errors import ConfigError
+from batchbench.worker.failures import classify, one_line
+from batchbench.worker.trackers import MiB, DeviceMemory, HostMemory, nvml_process_bytes
+
+
+def run_job(request: dict) -> dict:
+    op = request["op"]
+    try:
+        if op == "env":
+            from batchbench.worker.devices import framework_info
+
+            return {"status": "ok", "info": framework_info()}
+        if op == "preflight":
+            return preflight(request["config"], request.get("axes") or {})
+        if op == "trial":
+            return run_trial(request["config"], request["trial"])
+        raise ValueError(f"unknown op {op!r}")
+    except ConfigError as exc:
+        return {"status": "config_error", "key": exc.key, "message": str(exc.message)}
+    except BaseException as exc:  # noqa: BLE001 - every ending becomes a result
+        traceback.print_exc()
+        return {"status": classify(exc), "error": one_line(exc)}
+
+
+def _setup(config: dict, axes: dict) -> dict:
+    from batchbench.worker.devices import configure
+
+    backend = axes.get("backend", "tensorflow")
+    device_info = configure(config["device"], config["sweep"].get("device_memory_limit"), backend)
+    import keras
+
+    precision = axes.get("precision", "float32")
+    keras.mixed_precision.set_global_policy(precision)
+    keras.utils.set_random_seed(int(config["sweep"]["seed"]))
+    return device_info
+
+
+class Workload:
+    """The model and data of a trial, built the same way for every trial."""
+
+    def __init__(self, config: dict, axes: dict):
+        from batchbench.worker import data as data_mod
+        from batchbench.worker.models import build_model, count_params, has_batch_norm
+
+        self.config = config
+        seed = int(config["sweep"]["seed"])
+        file_data = data_mod.load_file_data(config, config["_base_dir"])
+        shape = None
+        classes = None
+        if file_data is not None:
+            first = data_mod.leaves(file_data.x)[0]
+            shape = tuple(first.shape[1:])
+            classes = data_mod.num_classes_of(file_data.y) or 1  # 1: a regression head
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        self.model = build_model(config, shape, classes)
+        self.inference_only = not isinstance(self.model, keras.Model)
+        if self.inference_only:  # a SavedModel layer: wrap it so predict works
+            self.model = _wrap_layer(self.model, file_data, config)
+        self.params = count_params(self.model)
+        self.has_bn = has_batch_norm(self.model)
+        key = f"data.{config['data'] and _data_source(config)}"
+        if file_data is None:
+            from batchbench.worker.models import compile_model
+
+            compile_model(self.model, config)  # the loss decides the synthetic targets' kind
+            file_data = data_mod.synthetic(self.model, config["data"]["synthetic"] or {}, seed)
+        data_mod.check_against_model(self.model, file_data, key)
+        self.data = file_data
+        n = file_data.samples
+        n_val = int(n * float(config["data"].get("validation_split") or 0.0))
+        self.train = file_data.take(0, n - n_val)
+        self.val = file_data.take(n - n_val, n) if n_val else None
+
+
+def _data_source(config: dict) -> str:
+    return next(k for k in ("synthetic", "npz", "csv", "callable") if config["data"].get(k) is not None)
+
+
+def _wrap_layer(layer, file_data, config):
+    import keras
+
+    from batchbench.worker.data import leaves
+
+    shape = config["model"].get("input_shape")
+    if shape is None and file_data is not None:
+        shape = leaves(file_data.x)[0].shape[1:]
+    if shape is None:
+        raise ConfigError("a SavedModel folder needs model.input_shape (or file data) to be called",
+                          key="model.input_shape")
+    inputs = keras.Input(shape=tuple(shape))
+    out = layer(inputs)
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    return keras.Model(inputs, out)
+
+
+def preflight(config: dict, axes: dict) -> dict:
+    """Everything a trial would build, checked once before any trial runs."""
+    _setup(config, axes)
+    work = Workload(config, axes)
+    import numpy as np
+
+    from batchbench.worker.data import leaves
+
+    try:
+        work.model(_head(work.data.x, 2), training=False)
+    except Exception as exc:  # noqa: BLE001 - a mismatch surfaces as any of TF's errors
+        if classify(exc) == "oom":
+            raise
+        raise ConfigError(f"the model cannot take this data: {one_line(exc)}", key=f"data.{_data_source(config)}")
+    from batchbench.worker.devices import describe_device
+
+    return {
+        "status": "ok",
+        "params": work.params,
+        "has_batch_norm": work.has_bn,
+        "inference_only": work.inference_only,
+        "samples": work.data.samples,
+        "train_samples": work.train.samples,
+        "val_samples": work.val.samples if work.val else 0,
+        "input_shapes": [list(a.shape[1:]) for a in leaves(work.data.x)],
+        "model_name": getattr(work.model, "name", ""),
+        "metrics": [m for m in (config["model"].get("compile") or {}).get("metrics") or []],
+        "device": describe_device(axes.get("backend", "tensorflow")),
+        "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
+    }
+
+
+def _head(x: Any, n: int) -> Any:
+    from batchbench.worker.data import _slice
+
+    return _slice(x, 0, n)
+
+
+def run_trial(config: dict, trial: dict) -> dict:
+    host = HostMemory()
+    host.start()
+    axes = trial.get("axes") or {}
+    backend = axes.get("backend", "tensorflow")
+    _setup(config, axes)
+    device = DeviceMemory(backend)
+    device.start()
+    from batchbench.worker.devices import describe_device
+    from batchbench.worker.models import compile_model
+    from batchbench.worker.timing import clock
+
+    started = clock()
+    work = Workload(config, axes)
+    sweep = config["sweep"]
+    batch_size = int(trial["batch_size"])
+    jit = axes.get("jit_compile", "auto")
+    extra: dict[str, Any] = {}
+    if trial["mode"] == "fit":
+        if work.inference_only:
+            raise ConfigError("this model loads for inference only (a SavedModel folder); "
+                              "use modes: [predict]", key="sweep.modes")
+        from batchbench.worker.fit import measure_fit
+
+        compile_model(work.model, config, jit_compile=jit)
+        measured = measure_fit(work.model, work.train, batch_size, sweep)
+        extra["final_loss"] = measured.pop("final_loss", None)
+    else:
+        from batchbench.worker import predict
+
+        if not work.inference_only:
+            compile_model(work.model, config, jit_compile=jit)
+        if trial["method"] == "serve":
+            measured = predict.measure_serve(work.model, work.data.x, batch_size, sweep,
+                                             jit_compile=getattr(work.model, "jit_compile", False) is True)
+        else:
+            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep)
+        ref = trial.get("reference_path")
+        if ref:
+            extra.update(_consistency(work, batch_size, ref))
+    measured["wall_s"] = clock() - started
+    peak_host = host.peak_bytes()
+    peak_device = device.peak_bytes()
+    return {
+        "status": "ok",
+        "measurement": measured,
+        "peak_host_mib": peak_host / MiB if peak_host is not None else None,
+        "peak_device_mib": peak_device / MiB if peak_device is not None else None,
+        "nvml_process_mib": (lambda b: b / MiB if b else None)(nvml_process_bytes(os.getpid())),
+        "params": work.params,
+        "bn": work.has_bn,
+        "device": describe_device(backend),
+        **extra,
+    }
+
+
+def _consistency(work: Workload, batch_size: int, reference_path: str) -> dict:
+    """Predictions at this batch size against those at the group's smallest one."""
+    import numpy as np
+
+    from batchbench.worker.predict import predictions
+
+    preds = predictions(work.model, work.data.x, batch_size)
+    if not os.path.exists(reference_path):
+        tmp = reference_path + ".tmp.npy"
+        np.save(tmp, preds)
+        os.replace(tmp, reference_path)
+        return {"max_abs_diff": 0.0}
+    reference = np.load(reference_path)
+    return {"max_abs_diff": float(np.max(np.abs(preds - reference)))}
+
+
+if __name__ == "__main__":  # pragma: no cover - debugging aid
+    print(run_job({"op": "env"}), file=sys.stderr)

@@ -1,0 +1,127 @@
+"""Timing inference two ways: Keras `model.predict` as most users call it, and `serve`,
+the model called through a compiled tf.function as a serving stack calls it."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from batchbench.worker.data import leaves
+from batchbench.worker.timing import RepeatClock, clock
+
+
+def _to_host(outputs) -> None:
+    """Block until the outputs exist on the host (asynchronous GPUs cannot flatter us)."""
+    for leaf in leaves(outputs):
+        keras.ops.convert_to_numpy(leaf)
+
+
+class BatchTimer(keras.callbacks.Callback):
+    def __init__(self, repeat_clock: RepeatClock):
+        super().__init__()
+        self.clock = repeat_clock
+        self.latency_s: list[float] = []
+        self._begin = 0.0
+        self.stop_after: int | None = None
+        self.batches = 0
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self._begin = clock()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        if logs and "outputs" in logs:
+            _to_host(logs["outputs"])
+        self.clock.add(clock() - self._begin)
+        self.batches += 1
+        if self.clock.done or (self.stop_after is not None and self.batches >= self.stop_after):
+            self.model.stop_predicting = True
+
+
+def measure_predict(model, x, batch_size: int, sweep: dict) -> dict:
+    """Per-batch latency from the callback; throughput from the wall time of whole calls,
+    which includes the per-call work (input pipeline, output concatenation) users pay."""
+    n_full = (_rows(x) // batch_size) * batch_size
+    x = _slice(x, n_full)
+    rc = RepeatClock(batch_size, 0, 1, 0.0, 1_000_000)
+    timer = BatchTimer(rc)
+    # Warm-up call: trace plus `warmup_steps` batches, kept out of the steady state.
+    timer.stop_after = 1 + sweep["warmup_steps"]
+    model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
+    timer.stop_after = None
+    first_step_s = rc.first_step_s
+    latencies_start = len(rc.step_s)
+    repeat_samples, repeat_time_s = [], []
+    for _ in range(sweep["repeats"]):
+        start, before = clock(), timer.batches
+        stop = _RepeatStop(timer, before, sweep, start)
+        while not stop.complete():
+            model.predict(x, batch_size=batch_size, verbose=0, callbacks=[stop])
+        repeat_time_s.append(clock() - start)
+        repeat_samples.append((timer.batches - before) * batch_size)
+    return {"first_step_s": first_step_s, "step_s": rc.step_s[latencies_start:],
+            "repeat_samples": repeat_samples, "repeat_time_s": repeat_time_s,
+            "steps": sum(repeat_samples) // batch_size}
+
+
+class _RepeatStop(keras.callbacks.Callback):
+    """Wraps the BatchTimer for one call and stops the call when the repeat is complete."""
+
+    def __init__(self, timer: BatchTimer, batches_before: int, sweep: dict, start: float):
+        super().__init__()
+        self.timer, self.before, self.sweep, self.start = timer, batches_before, sweep, start
+
+    def complete(self) -> bool:
+        steps = self.timer.batches - self.before
+        return steps >= self.sweep["min_steps"] and clock() - self.start >= self.sweep["min_time_s"]
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.timer.set_model(model)
+
+    def on_predict_batch_begin(self, batch, logs=None):
+        self.timer.on_predict_batch_begin(batch, logs)
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.timer.on_predict_batch_end(batch, logs)
+        if self.complete():
+            self.model.stop_predicting = True
+
+
+def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile) -> dict:
+    """The model called through one compiled function on pre-made batches; each call's
+    outputs are copied to the host, as a server must before it answers."""
+    import tensorflow as tf
+
+    n_batches = _rows(x) // batch_size
+    batches = [tf.nest.map_structure(tf.convert_to_tensor, _slice(x, n_full=(i + 1) * batch_size,
+                                                                  start=i * batch_size))
+               for i in range(n_batches)]
+    fn = tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
+                     reduce_retracing=True)
+    rc = RepeatClock(batch_size, sweep["warmup_steps"], sweep["min_steps"], sweep["min_time_s"], sweep["repeats"])
+    i = 0
+    while not rc.done:
+        start = clock()
+        _to_host(fn(batches[i % n_batches]))
+        rc.add(clock() - start)
+        i += 1
+    return rc.summary()
+
+
+def _rows(x) -> int:
+    return int(leaves(x)[0].shape[0])
+
+
+def _slice(x, n_full: int, start: int = 0):
+    if isinstance(x, dict):
+        return {k: v[start:n_full] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [v[start:n_full] for v in x]
+    return x[start:n_full]
+
+
+def predictions(model, x, batch_size: int, rows: int = 64) -> np.ndarray:
+    """The first `rows` predictions at this batch size, for the consistency check."""
+    n = min(rows, _rows(x))
+    out = model.predict(_slice(x, n), batch_size=batch_size, verbose=0)
+    return np.concatenate([np.asarray(leaf, dtype="float64").reshape(n, -1) for leaf in leaves(out)], axis=1)

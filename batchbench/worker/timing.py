@@ -1,0 +1,66 @@
+"""How time is read, in one place: perf_counter after the step's results exist on the host.
+
+A repeat is a run of consecutive steady-state steps that lasts at least `min_steps`
+steps and `min_time_s` seconds; its throughput is samples / its wall time. Step times
+are the intervals between consecutive step ends, so they add up to the wall time exactly
+(input fetching and callback work between steps included).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+clock = time.perf_counter
+
+
+@dataclass
+class RepeatClock:
+    """Feeds on step durations; cuts them into warmup, repeats and done."""
+
+    batch_size: int
+    warmup_steps: int
+    min_steps: int
+    min_time_s: float
+    repeats: int
+    first_step_s: float | None = None
+    step_s: list[float] = field(default_factory=list)
+    repeat_steps: list[int] = field(default_factory=list)
+    repeat_time_s: list[float] = field(default_factory=list)
+    _warm_left: int = 0
+    _cur_steps: int = 0
+    _cur_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._warm_left = self.warmup_steps
+
+    @property
+    def done(self) -> bool:
+        return len(self.repeat_steps) >= self.repeats
+
+    def add(self, seconds: float) -> None:
+        """One step of `batch_size` samples took `seconds` (wall, results on the host)."""
+        if self.first_step_s is None:
+            self.first_step_s = seconds
+            return
+        if self._warm_left > 0:
+            self._warm_left -= 1
+            return
+        if self.done:
+            return
+        self.step_s.append(seconds)
+        self._cur_steps += 1
+        self._cur_time += seconds
+        if self._cur_steps >= self.min_steps and self._cur_time >= self.min_time_s:
+            self.repeat_steps.append(self._cur_steps)
+            self.repeat_time_s.append(self._cur_time)
+            self._cur_steps, self._cur_time = 0, 0.0
+
+    def summary(self) -> dict:
+        return {
+            "first_step_s": self.first_step_s,
+            "step_s": self.step_s,
+            "repeat_samples": [s * self.batch_size for s in self.repeat_steps],
+            "repeat_time_s": self.repeat_time_s,
+            "steps": sum(self.repeat_steps),
+        }
