@@ -22,7 +22,7 @@ COLUMNS = [
     "step_ms_median", "step_ms_p90", "step_ms_p95", "step_ms_p99", "step_ms_max",
     "sample_ms", "first_step_s", "wall_s", "peak_host_mib", "peak_device_mib",
     "repeats", "params", "stable",
-    "trial_id", "phase", "steps", "samples", "device", "oom_kind", "headroom_mib",
+    "trial_id", "phase", "steps", "samples", "timed_s", "device", "oom_kind", "headroom_mib",
     "max_abs_diff", "consistent",
     "precision", "jit_compile", "backend", "strategy", "replicas", "per_replica_batch_size",
     "final_loss", "val_loss", "learning_rate", "updates", "epochs",
@@ -153,7 +153,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                                      "(no batch_size, status and mode columns)")
         rows = []
         for raw in reader:
-            if None in raw:  # a line with more cells than the header: damaged
+            if None in raw or None in raw.values():  # more or fewer cells than the header: damaged
                 continue
             rows.append({k: parse_value(k, v or "") for k, v in raw.items()})
         return rows

@@ -22,11 +22,12 @@ from batchbench.errors import ConfigError, InterruptedSweep, OutputError
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.recommend import summarize
 from batchbench.results import (RESULTS_CSV, RUN_JSON, ResultsWriter, read_rows, read_run_json,
-                                write_json_atomic)
+                                repair_partial_line, write_json_atomic)
 from batchbench.runner import JobOutcome, Worker, worker_env
 from batchbench.stats import Stats
 
 MiB = 2**20
+NOISY_CV = 0.10  # throughput varying more than this between repeats earns a warning
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Sweep:
         self.samples: dict[str, dict] = {}
         self.frontier: dict[str, dict] = {}
         self.warnings: list[str] = []
+        self.noisy: dict[str, float] = {}
         self.interrupted = 0
         self.current_worker: Worker | None = None
 
@@ -102,6 +104,7 @@ class Sweep:
                     f"{self.config.measurement_hash()} now); resume with the same config and options, "
                     "or start a new run", key="--resume")
             if (run_dir / RESULTS_CSV).exists():
+                repair_partial_line(run_dir / RESULTS_CSV)
                 for row in read_rows(run_dir / RESULTS_CSV):
                     done[row["trial_id"]] = row
             self.samples = previous.get("samples") or {}
@@ -320,16 +323,15 @@ class Sweep:
         step_ms = [s * 1000 for s in m["step_s"]]
         st = Stats.from_values(step_ms)
         self.samples[trial.trial_id] = {"throughput_sps": throughputs, "step_ms": _thin(step_ms)}
-        if tp.n > 1 and tp.cv > 0.10:
-            self.warnings.append(f"{trial.trial_id}: noisy measurement (throughput varies {tp.cv:.0%} "
-                                 "between repeats)")
+        if tp.n > 1 and tp.cv > NOISY_CV:
+            self.noisy[trial.trial_id] = tp.cv
         figures = {
             "throughput_sps": tp.median, "throughput_sps_min": tp.min, "throughput_sps_max": tp.max,
             "step_ms_median": st.median, "step_ms_p90": st.p90, "step_ms_p95": st.p95,
             "step_ms_p99": st.p99, "step_ms_max": st.max, "sample_ms": st.median / batch,
             "first_step_s": m.get("first_step_s"), "peak_host_mib": result.get("peak_host_mib"),
             "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
-            "steps": m.get("steps"), "samples": sum(m["repeat_samples"]),
+            "steps": m.get("steps"), "samples": sum(m["repeat_samples"]), "timed_s": sum(m["repeat_time_s"]),
         }
         if trial.mode == "fit":
             figures["epochs"] = m.get("epochs_run")
@@ -340,7 +342,14 @@ class Sweep:
         varying = self.config.varying_axes()
         summary = summarize(self.rows, varying, self.config.sweep.slo_ms, self.config.sweep.percentile,
                             self.frontier)
-        return {"run_dir": str(self.run_dir), **summary, "warnings": list(self.warnings)}
+        warnings = list(self.warnings)
+        if self.noisy:
+            worst = sorted(self.noisy.items(), key=lambda kv: -kv[1])
+            listed = ", ".join(f"{tid} ({cv:.0%})" for tid, cv in worst[:4])
+            more = f" and {len(worst) - 4} more" if len(worst) > 4 else ""
+            warnings.append(f"{len(worst)} trial(s) are noisy (throughput varies over {NOISY_CV:.0%} between "
+                            f"repeats): {listed}{more}; raise sweep.min_time_s or repeats, or quiet the machine")
+        return {"run_dir": str(self.run_dir), **summary, "warnings": warnings}
 
     def _write_run_json(self) -> None:
         self.record = {

@@ -1,0 +1,56 @@
+"""Shared fixtures: tiny real configs that run in seconds on two cores."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TINY_SWEEP = {"repeats": 3, "min_steps": 3, "min_time_s": 0.02, "warmup_steps": 1}
+
+
+def tiny_config(**overrides) -> dict:
+    config = {
+        "name": "tiny",
+        "model": {"builtin": "mlp", "kwargs": {"hidden": 16, "depth": 1}},
+        "data": {"synthetic": {"samples": 256, "num_classes": 4}},
+        "sweep": {"batch_sizes": [16, 64], **TINY_SWEEP},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict) and key == "sweep":
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    return config
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """Write a config dict as YAML in tmp_path (beside a copy-free path to the fixtures)."""
+
+    def _write(config: dict, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return _write
+
+
+@pytest.fixture
+def fixtures_path():
+    return FIXTURES
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 600):
+    """Run the real CLI in a subprocess, as a user would."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "batchbench", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
