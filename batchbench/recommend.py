@@ -66,8 +66,28 @@ def summarize(rows: list[dict], varying: list[str], slo_ms: float | None = None,
     if overall:
         recs["overall"] = overall
     counts = Counter(r.get("status") for r in rows)
-    return {"status_counts": {k: counts[k] for k in ("ok", "oom", "error", "timeout", "skipped") if counts[k]},
-            "recommendations": recs}
+    out = {"status_counts": {k: counts[k] for k in ("ok", "oom", "error", "timeout", "skipped") if counts[k]},
+           "recommendations": recs}
+    gap = predict_vs_serve(rows, varying)
+    if gap:
+        out["predict_vs_serve"] = gap
+    return out
+
+
+def predict_vs_serve(rows: list[dict], varying: list[str]) -> dict[str, float]:
+    """model.predict's throughput as a fraction of the compiled call's, per batch size
+    (first axis combination only: the point is the size of the gap)."""
+    by_method: dict[str, dict[int, float]] = {"predict": {}, "serve": {}}
+    first_axes = None
+    for row in _ok(rows):
+        if row.get("mode") != "predict" or row.get("method") not in by_method or row.get("phase") == "confirm":
+            continue
+        axes = tuple(row.get(a) for a in varying)
+        first_axes = axes if first_axes is None else first_axes
+        if axes == first_axes:
+            by_method[row["method"]][row["batch_size"]] = row["throughput_sps"]
+    shared = sorted(set(by_method["predict"]) & set(by_method["serve"]))
+    return {str(b): by_method["predict"][b] / by_method["serve"][b] for b in shared}
 
 
 def _overall(groups: dict[str, list[dict]]) -> dict[str, Any] | None:

@@ -86,6 +86,7 @@ class Sweep:
         self.frontier: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.noisy: dict[str, float] = {}
+        self.unstable: list[str] = []
         self.interrupted = 0
         self.current_worker: Worker | None = None
 
@@ -280,7 +281,7 @@ class Sweep:
         if status == "oom":
             row["oom_kind"] = result.get("oom_kind") or ("device" if self.preflight.get("device", "cpu") != "cpu"
                                                          else "host")
-        for key in ("params", "device", "max_abs_diff", "final_loss"):
+        for key in ("params", "device", "max_abs_diff", "consistent", "final_loss"):
             if result.get(key) is not None:
                 row[key] = result[key]
         if status == "ok":
@@ -335,6 +336,10 @@ class Sweep:
         }
         if trial.mode == "fit":
             figures["epochs"] = m.get("epochs_run")
+        else:
+            figures["stable"] = m.get("stable")
+            if m.get("stable") is False:
+                self.unstable.append(trial.trial_id)
         return figures
 
     # ------------------------------------------------------------------ records
@@ -349,6 +354,14 @@ class Sweep:
             more = f" and {len(worst) - 4} more" if len(worst) > 4 else ""
             warnings.append(f"{len(worst)} trial(s) are noisy (throughput varies over {NOISY_CV:.0%} between "
                             f"repeats): {listed}{more}; raise sweep.min_time_s or repeats, or quiet the machine")
+        if self.unstable:
+            warnings.append(f"{len(self.unstable)} predict trial(s) never stabilised (the last 3 windows did not "
+                            f"agree within {self.config.sweep.stability.tolerance:.0%}): "
+                            f"{', '.join(self.unstable[:4])}; their figures are marked unstable")
+        inconsistent = [r["trial_id"] for r in self.rows if r.get("consistent") is False]
+        if inconsistent:
+            warnings.append(f"predictions change with the batch size beyond float noise: {', '.join(inconsistent[:4])}"
+                            " (see max_abs_diff)")
         return {"run_dir": str(self.run_dir), **summary, "warnings": warnings}
 
     def _write_run_json(self) -> None:

@@ -123,6 +123,10 @@ def render_results(console: Console, rows: list[dict], varying: list[str], summa
         for line in recommendation_lines(key, rec):
             console.print(Text("  → " + line, style="cyan"))
         console.print()
+    gap = summary.get("predict_vs_serve")
+    if gap:
+        console.print(Text("model.predict / compiled call throughput: "
+                           + ", ".join(f"b{b} {ratio:.2f}x" for b, ratio in gap.items()), style="cyan"))
     overall = recs.get("overall")
     if overall and len(group_rows(rows, varying)) > 1:
         console.print(Text(f"fastest overall: {overall['group']} at batch {overall['batch_size']}", style="bold"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from batchbench.worker.timing import RepeatClock, clock
+from batchbench.worker.timing import RepeatClock, WindowRule, clock
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -37,7 +37,8 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     min_steps = sweep["min_steps"]
     if sweep.get("epochs"):
         min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
-    rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"], sweep["repeats"])
+    rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"],
+                     WindowRule.from_sweep(sweep, windows=False))
     timer = StepTimer(rc)
     history = model.fit(data.x, data.y, batch_size=batch_size, epochs=epochs_cap, shuffle=True,
                         verbose=0, callbacks=[timer])

@@ -7,7 +7,12 @@ import keras
 import numpy as np
 
 from batchbench.worker.data import leaves
-from batchbench.worker.timing import RepeatClock, clock
+from batchbench.worker.timing import RepeatClock, WindowRule, clock
+
+
+def window_steps(sweep: dict) -> int:
+    """A predict window: at least `min_steps` and `stability.window_steps` batches."""
+    return max(sweep["min_steps"], (sweep.get("stability") or {}).get("window_steps", 1))
 
 
 def _to_host(outputs) -> None:
@@ -42,25 +47,28 @@ def measure_predict(model, x, batch_size: int, sweep: dict) -> dict:
     which includes the per-call work (input pipeline, output concatenation) users pay."""
     n_full = (_rows(x) // batch_size) * batch_size
     x = _slice(x, n_full)
-    rc = RepeatClock(batch_size, 0, 1, 0.0, 1_000_000)
+    rc = RepeatClock(batch_size, 0, 1, 0.0, WindowRule(1_000_000))
     timer = BatchTimer(rc)
+    rule = WindowRule.from_sweep(sweep, windows=True)
+    sweep = {**sweep, "min_steps": window_steps(sweep)}
     # Warm-up call: trace plus `warmup_steps` batches, kept out of the steady state.
     timer.stop_after = 1 + sweep["warmup_steps"]
     model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
     timer.stop_after = None
     first_step_s = rc.first_step_s
     latencies_start = len(rc.step_s)
-    repeat_samples, repeat_time_s = [], []
-    for _ in range(sweep["repeats"]):
+    repeat_samples, repeat_time_s, throughputs = [], [], []
+    while not rule.finished(throughputs):
         start, before = clock(), timer.batches
         stop = _RepeatStop(timer, before, sweep, start)
         while not stop.complete():
             model.predict(x, batch_size=batch_size, verbose=0, callbacks=[stop])
         repeat_time_s.append(clock() - start)
         repeat_samples.append((timer.batches - before) * batch_size)
+        throughputs.append(repeat_samples[-1] / repeat_time_s[-1])
     return {"first_step_s": first_step_s, "step_s": rc.step_s[latencies_start:],
             "repeat_samples": repeat_samples, "repeat_time_s": repeat_time_s,
-            "steps": sum(repeat_samples) // batch_size}
+            "steps": sum(repeat_samples) // batch_size, "stable": rule.stable(throughputs)}
 
 
 class _RepeatStop(keras.callbacks.Callback):
@@ -98,7 +106,8 @@ def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile) -> dict:
                for i in range(n_batches)]
     fn = tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
                      reduce_retracing=True)
-    rc = RepeatClock(batch_size, sweep["warmup_steps"], sweep["min_steps"], sweep["min_time_s"], sweep["repeats"])
+    rc = RepeatClock(batch_size, sweep["warmup_steps"], window_steps(sweep), sweep["min_time_s"],
+                     WindowRule.from_sweep(sweep, windows=True))
     i = 0
     while not rc.done:
         start = clock()

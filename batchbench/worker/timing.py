@@ -14,6 +14,38 @@ from dataclasses import dataclass, field
 clock = time.perf_counter
 
 
+@dataclass(frozen=True)
+class WindowRule:
+    """When to stop timing: after `repeats` windows, or, with a tolerance, once the last
+    `agree` windows' throughputs agree within it (at most `max_windows` windows)."""
+
+    repeats: int
+    tolerance: float | None = None
+    max_windows: int | None = None
+    agree: int = 3
+
+    @classmethod
+    def from_sweep(cls, sweep: dict, windows: bool) -> WindowRule:
+        if not windows:
+            return cls(sweep["repeats"])
+        stability = sweep.get("stability") or {}
+        return cls(sweep["repeats"], stability.get("tolerance", 0.10),
+                   max(stability.get("max_windows", 12), sweep["repeats"]))
+
+    def agreed(self, throughputs: list[float]) -> bool:
+        last = throughputs[-self.agree:]
+        return len(last) == self.agree and min(last) > 0 and max(last) / min(last) - 1 <= self.tolerance
+
+    def finished(self, throughputs: list[float]) -> bool:
+        n = len(throughputs)
+        if self.tolerance is None:
+            return n >= self.repeats
+        return n >= self.repeats and (self.agreed(throughputs) or n >= self.max_windows)
+
+    def stable(self, throughputs: list[float]) -> bool | None:
+        return None if self.tolerance is None else self.agreed(throughputs)
+
+
 @dataclass
 class RepeatClock:
     """Feeds on step durations; cuts them into warmup, repeats and done."""
@@ -22,7 +54,7 @@ class RepeatClock:
     warmup_steps: int
     min_steps: int
     min_time_s: float
-    repeats: int
+    rule: WindowRule
     first_step_s: float | None = None
     step_s: list[float] = field(default_factory=list)
     repeat_steps: list[int] = field(default_factory=list)
@@ -31,12 +63,11 @@ class RepeatClock:
     _cur_steps: int = 0
     _cur_time: float = 0.0
 
+    throughputs: list[float] = field(default_factory=list)
+    done: bool = False
+
     def __post_init__(self) -> None:
         self._warm_left = self.warmup_steps
-
-    @property
-    def done(self) -> bool:
-        return len(self.repeat_steps) >= self.repeats
 
     def add(self, seconds: float) -> None:
         """One step of `batch_size` samples took `seconds` (wall, results on the host)."""
@@ -54,6 +85,8 @@ class RepeatClock:
         if self._cur_steps >= self.min_steps and self._cur_time >= self.min_time_s:
             self.repeat_steps.append(self._cur_steps)
             self.repeat_time_s.append(self._cur_time)
+            self.throughputs.append(self._cur_steps * self.batch_size / self._cur_time if self._cur_time else 0.0)
+            self.done = self.rule.finished(self.throughputs)
             self._cur_steps, self._cur_time = 0, 0.0
 
     def summary(self) -> dict:
@@ -63,4 +96,5 @@ class RepeatClock:
             "repeat_samples": [s * self.batch_size for s in self.repeat_steps],
             "repeat_time_s": self.repeat_time_s,
             "steps": sum(self.repeat_steps),
+            "stable": self.rule.stable(self.throughputs),
         }

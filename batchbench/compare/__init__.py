@@ -1,0 +1,19 @@
+"""`batchbench compare`: regression verdicts between two runs, for people and for CI.
+
+Plain Python over plain data: never TensorFlow, and scipy only when there are raw samples
+to test. The pieces, in the order they run:
+
+  inputs.py        a run directory or results.csv -> Run (rows + run.json)
+  metrics.py       which figures are judged, which way is better, the thresholds
+  environment.py   what differs between the two machines
+  significance.py  Mann–Whitney U, its smallest attainable p-value, Holm's correction
+  verdicts.py      matched rows -> one verdict each, and the summary
+  formats.py       table (rich), markdown, json, csv: each a function of the same Comparison
+  command.py       the CLI's entry point: exit codes and $GITHUB_STEP_SUMMARY
+"""
+
+from batchbench.compare.command import compare_command
+from batchbench.compare.inputs import Run, load_run
+from batchbench.compare.verdicts import Comparison, Entry, compare_runs
+
+__all__ = ["compare_command", "compare_runs", "load_run", "Comparison", "Entry", "Run"]

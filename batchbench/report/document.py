@@ -1,0 +1,181 @@
+"""A report as plain blocks (headings, tables, bullets, images), built once from saved runs;
+markdown.py and html.py each render the same blocks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchbench.recommend import latency_column
+from batchbench.report.runs import SavedRun, is_number, quality_columns, run_labels
+from batchbench.report.tables import fmt, recommendation_lines
+
+MAX_WARNINGS = 10
+IMAGE_TITLES = {"throughput": "Throughput against batch size", "latency": "Latency against batch size",
+                "memory": "Peak memory against batch size", "quality": "Validation quality against batch size"}
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    right: set[int] = field(default_factory=set)  # columns of numbers, aligned right
+    bold_row: int | None = None
+
+
+@dataclass
+class Image:
+    path: Path
+    title: str
+
+
+Block = Heading | Paragraph | Bullets | Table | Image
+
+
+def build_document(runs: list[SavedRun], images: list[Path]) -> list[Block]:
+    """The whole report: what to use first, then the pictures, then every number behind them."""
+    labels = run_labels(runs)
+    title = runs[0].name if len(runs) == 1 else " vs ".join(labels)
+    blocks: list[Block] = [Heading(1, f"batchbench report: {title}")]
+    if len(runs) > 1:
+        blocks.append(Paragraph(f"{len(runs)} runs overlaid in the plots, labelled by run name and device."))
+    for run, label in zip(runs, labels, strict=True):
+        if len(runs) > 1:
+            blocks.append(Heading(2, f"Recommendations: {label}"))
+        else:
+            blocks.append(Paragraph(_status_line(run)))
+            blocks.append(Heading(2, "Recommendations"))
+        blocks += _recommendations(run)
+    if images:
+        blocks.append(Heading(2, "Plots"))
+        blocks += [Image(path, IMAGE_TITLES.get(path.stem, path.stem)) for path in images]
+    for run, label in zip(runs, labels, strict=True):
+        if len(runs) > 1:
+            blocks += [Heading(2, f"Run: {label}"), Paragraph(_status_line(run))]
+        sub = 2 if len(runs) == 1 else 3
+        blocks.append(Heading(sub, "Results"))
+        for key, rows in run.groups().items():
+            blocks += [Heading(sub + 1, key), group_table(rows, run.percentile)]
+        blocks += _warnings(run, sub)
+        blocks += [Heading(sub, "Environment"), environment_table(run)]
+    return blocks
+
+
+def _status_line(run: SavedRun) -> str:
+    counts = run.summary.get("status_counts") or {}
+    trials = ", ".join(f"{n} {status}" for status, n in counts.items()) or "no trials"
+    when = run.record.get("started_at")
+    return f"Run {run.record.get('run_id') or run.path.name} on {run.device}" + (f", started {when}" if when else "") \
+        + f": {trials}."
+
+
+def _recommendations(run: SavedRun) -> list[Block]:
+    recs = run.summary.get("recommendations") or {}
+    items = [line for key, rows in run.groups().items() for line in recommendation_lines(key, recs.get(key) or {})]
+    overall = recs.get("overall")
+    if overall and len(run.groups()) > 1:
+        items.append(f"fastest overall: {overall['group']} at batch {overall['batch_size']}")
+    return [Bullets(items)] if items else [Paragraph("No trials ran.")]
+
+
+def _warnings(run: SavedRun, level: int) -> list[Block]:
+    warnings = [str(w) for w in run.summary.get("warnings") or []]
+    if not warnings:
+        return []
+    shown = warnings[:MAX_WARNINGS]
+    if len(warnings) > MAX_WARNINGS:
+        shown.append(f"… and {len(warnings) - MAX_WARNINGS} more (see run.json)")
+    return [Heading(level, "Warnings"), Bullets(shown)]
+
+
+def group_table(rows: list[dict[str, Any]], percentile: float = 99) -> Table:
+    """One group's rows, as the terminal table shows them; the best throughput in bold."""
+    predict = rows[0].get("mode") == "predict"
+    tail = latency_column(percentile) if predict else "step_ms_p90"
+    tail_name = "max" if tail == "step_ms_max" else "p" + tail.rsplit("_p", 1)[-1]
+    columns: list[tuple[str, Any]] = [
+        ("batch", lambda r: str(r["batch_size"])),
+        ("status", lambda r: r.get("status") or ""),
+        ("samples/s", lambda r: fmt(r.get("throughput_sps"))),
+        ("spread", lambda r: f"{fmt(r['throughput_sps_min'])}–{fmt(r.get('throughput_sps_max'))}"
+         if is_number(r.get("throughput_sps_min")) else ""),
+        ("p50 ms", lambda r: fmt(r.get("step_ms_median"), 2)),
+        (f"{tail_name} ms", lambda r: fmt(r.get(tail), 2)),
+        ("first s", lambda r: fmt(r.get("first_step_s"), 2)),
+        ("host MiB", lambda r: fmt(r.get("peak_host_mib"), 0)),
+    ]
+    if any(is_number(r.get("peak_device_mib")) for r in rows):
+        columns.append(("device MiB", lambda r: fmt(r.get("peak_device_mib"), 0)))
+    for column in quality_columns(rows):
+        name = "to target s" if column == "time_to_target_s" else column.replace("_", " ")
+        columns.append((name, lambda r, c=column: fmt(r.get(c), 3)))
+    columns.append(("note", _note))
+    ok = [r for r in rows if r.get("status") == "ok" and is_number(r.get("throughput_sps"))]
+    best = max(ok, key=lambda r: r["throughput_sps"]) if ok else None
+    return Table([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows],
+                 right={i for i, (name, _) in enumerate(columns) if name not in ("status", "note")},
+                 bold_row=rows.index(best) if best else None)
+
+
+def _note(row: dict[str, Any]) -> str:
+    parts = []
+    if row.get("phase") in ("search", "confirm"):
+        parts.append(str(row["phase"]))
+    if row.get("stable") is False:
+        parts.append("unstable")
+    if row.get("bn_small_batch"):
+        parts.append("small batch for BatchNorm")
+    if row.get("error"):
+        error = str(row["error"])
+        parts.append(error if len(error) <= 80 else error[:79] + "…")
+    return " ".join(parts)
+
+
+def environment_table(run: SavedRun) -> Table:
+    env = run.environment
+    fw = env.get("framework") or {}
+    nvml = env.get("nvml") or {}
+    model = run.record.get("model_info") or {}
+    sweep = run.sweep_config
+    git = run.record.get("git") or {}
+    pairs = [
+        ("run", f"{run.name} ({run.record.get('run_id') or run.path.name})"),
+        ("started / ended", " / ".join(str(run.record.get(k) or "?") for k in ("started_at", "ended_at"))
+         if run.record.get("started_at") else ""),
+        ("device", run.device),
+        ("CPU", f"{env.get('cpu_model')} ({env.get('cpu_cores_logical')} logical cores)" if env.get("cpu_model")
+         else ""),
+        ("memory", f"{env['memory_total_mib'] / 1024:.1f} GiB" if is_number(env.get("memory_total_mib")) else ""),
+        ("GPUs", "; ".join(f"{g.get('name')} {g.get('memory_total_mib', 0) / 1024:.1f} GiB"
+                           for g in nvml.get("gpus") or []) + (f" (driver {nvml['driver']})" if nvml.get("driver")
+                                                               else "")),
+        ("load average at start", ", ".join(f"{x:.2f}" for x in env.get("load_average") or [])),
+        ("TensorFlow / Keras", f"{fw.get('tensorflow')} / {fw.get('keras')} (backend {fw.get('keras_backend')})"
+         if fw.get("tensorflow") or fw.get("keras") else ""),
+        ("Python", str(env.get("python") or "")),
+        ("model", f"{model.get('model_name')}, {model['params']:,} parameters" if model.get("params")
+         else ", ".join(sorted({str(r['model']) for r in run.rows if r.get("model")}))),
+        ("batch sizes", ", ".join(map(str, sweep.get("batch_sizes") or sorted({r["batch_size"] for r in run.rows})))),
+        ("repeats", str(sweep.get("repeats") or "")),
+        ("latency SLO", f"{run.slo_ms:g} ms at p{run.percentile:g}" if run.slo_ms else ""),
+        ("batchbench", str(run.record.get("batchbench_version") or "")),
+        ("git commit", f"{git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}" if git.get("commit") else ""),
+    ]
+    return Table(["", ""], [[key, value] for key, value in pairs if value])

@@ -1,0 +1,133 @@
+"""A saved run, read back from its run directory alone: results.csv, and run.json when it is there."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchbench.recommend import summarize
+from batchbench.report.tables import group_rows
+from batchbench.results import ResultsFormatError, locate_run, read_rows, read_run_json
+
+AXES = ("precision", "jit_compile", "backend", "strategy")
+MIB = 2**20
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass
+class SavedRun:
+    """What a report needs from one run; every field comes from saved files, none from the model."""
+
+    path: Path
+    rows: list[dict[str, Any]]
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        names = [r.get("name") for r in self.rows if r.get("name")]
+        return str(self.record.get("name") or (names[0] if names else self.path.name))
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        return self.record.get("environment") or {}
+
+    @property
+    def sweep_config(self) -> dict[str, Any]:
+        return (self.record.get("config_resolved") or {}).get("sweep") or {}
+
+    @property
+    def device(self) -> str:
+        """The GPU TensorFlow used, else the CPU model, else what the rows say."""
+        env = self.environment
+        tf_gpus = [d for d in (env.get("framework") or {}).get("tf_devices", []) if d.get("type") == "GPU"]
+        nvml_gpus = (env.get("nvml") or {}).get("gpus") or []
+        if tf_gpus and nvml_gpus:
+            return str(nvml_gpus[0].get("name"))
+        if env.get("cpu_model"):
+            return f"CPU {env['cpu_model']}"
+        devices = sorted({str(r["device"]) for r in self.rows if r.get("device")})
+        return ", ".join(devices) or "unknown device"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} on {self.device}"
+
+    @property
+    def varying(self) -> list[str]:
+        """The sweep axes whose values differ among the rows: each value gets its own line."""
+        return [axis for axis in AXES if len({str(r.get(axis)) for r in self.rows if r.get(axis) is not None}) > 1]
+
+    @property
+    def slo_ms(self) -> float | None:
+        return self.sweep_config.get("slo_ms")
+
+    @property
+    def percentile(self) -> float:
+        return float(self.sweep_config.get("percentile") or 99)
+
+    @property
+    def memory_cap_mib(self) -> float | None:
+        limit = self.sweep_config.get("memory_limit")
+        return limit / MIB if isinstance(limit, (int, float)) and limit > 0 else None
+
+    @property
+    def device_capacity_mib(self) -> float | None:
+        """The usable device memory: the logical device's size under device_memory_limit,
+        else the first GPU's total as NVML reports it."""
+        limit = self.sweep_config.get("device_memory_limit")
+        if isinstance(limit, (int, float)) and limit > 0:
+            return limit / MIB
+        gpus = (self.environment.get("nvml") or {}).get("gpus") or []
+        totals = [g["memory_total_mib"] for g in gpus if isinstance(g.get("memory_total_mib"), (int, float))]
+        return float(totals[0]) if totals else None
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The saved summary (it alone knows the largest-batch search), else one computed from the rows."""
+        saved = self.record.get("summary")
+        if isinstance(saved, dict) and saved.get("recommendations") is not None:
+            return saved
+        return summarize(self.rows, self.varying, self.slo_ms, self.percentile)
+
+    def groups(self) -> dict[str, list[dict[str, Any]]]:
+        return group_rows(self.rows, self.varying)
+
+
+def load_run(path: str | Path) -> SavedRun:
+    """A run directory (or its results.csv) -> SavedRun; ResultsFormatError when it is not one."""
+    path = Path(path)
+    if not path.exists():
+        raise ResultsFormatError(f"{path}: no such run directory")
+    csv_path, run_json = locate_run(path)
+    try:
+        rows = read_rows(csv_path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFormatError(f"{csv_path}: cannot be read as batchbench results ({exc})") from None
+    if any(not isinstance(r.get("batch_size"), int) for r in rows):
+        raise ResultsFormatError(f"{csv_path}: not a batchbench results file (a batch_size is not a whole number)")
+    record = read_run_json(run_json) if run_json else {}
+    return SavedRun(csv_path.parent, rows, record)
+
+
+def run_labels(runs: list[SavedRun]) -> list[str]:
+    """Name and device; two runs that share both (base vs head) are told apart by their folder."""
+    labels = [run.label for run in runs]
+    for i, run in enumerate(runs):
+        if labels.count(run.label) > 1:
+            labels[i] = f"{run.label} ({run.path.name})"
+    return [label if labels.count(label) == 1 else f"{label} #{i + 1}" for i, label in enumerate(labels)]
+
+
+def quality_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """val_loss first, then every other val_<metric>, then time to target: the ones that hold numbers."""
+    rows = [r for r in rows if r.get("mode") == "fit"]
+    found = {k for r in rows for k, v in r.items() if k.startswith("val_") and is_number(v)}
+    columns = sorted(found, key=lambda c: (c != "val_loss", c))[:3]
+    if any(is_number(r.get("time_to_target_s")) for r in rows):
+        columns.append("time_to_target_s")
+    return columns
