@@ -157,5 +157,9 @@ class GroupPlan:
             self._hi = b  # an error inside the search: do not look above it
 
     @property
+    def mode_is_fit(self) -> bool:
+        return self.group.mode == "fit"
+
+    @property
     def ladder_size(self) -> int:
         return len(self.batch_sizes)

@@ -48,16 +48,13 @@ class JobOutcome:
         return None
 
 
-def worker_env(backend: str = "tensorflow", verbose: bool = False, extra_path: str | None = None,
-               onednn: bool | None = None) -> dict[str, str]:
+def worker_env(backend: str = "tensorflow", verbose: bool = False, extra_path: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["KERAS_BACKEND"] = backend
     if not verbose:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     env["BATCHBENCH_VERBOSE"] = "1" if verbose else "0"
-    if onednn is False:
-        env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     root = str(Path(__file__).resolve().parent.parent)
     paths = [p for p in (extra_path, root, env.get("PYTHONPATH")) if p]
     env["PYTHONPATH"] = os.pathsep.join(paths)

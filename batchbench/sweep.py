@@ -123,9 +123,7 @@ class Sweep:
 
     def worker(self, backend: str) -> Worker:
         if backend not in self.workers:
-            capped = self.config.sweep.memory_limit is not None
-            env = worker_env(backend, self.options.verbose, extra_path=self.config.base_dir,
-                             onednn=False if capped else None)
+            env = worker_env(backend, self.options.verbose, extra_path=self.config.base_dir)
             self.workers[backend] = Worker(env, log_path=self.run_dir / "worker.log", verbose=self.options.verbose)
         return self.workers[backend]
 
@@ -228,9 +226,21 @@ class Sweep:
                 self.frontier[plan.group.key] = self._frontier(plan)
 
     def _frontier(self, plan: GroupPlan) -> dict:
+        """max_batch_size and the safe size that leaves `margin` of the memory budget free."""
         out: dict[str, Any] = {"max_batch_size": plan.max_batch_size, "search_trials": plan.search_trials}
         if plan.oom_at is None:
-            out["fits_up_to_at_least"] = max([s for s in plan.ok_sizes], default=None)
+            out["fits_up_to_at_least"] = max(plan.ok_sizes, default=None)
+        budget, column = self.memory_budget_mib()
+        usable = budget * (1 - self.config.sweep.margin)
+        fitting = [r for r in self.rows if r.get("trial_id", "").startswith(plan.group.mode) and
+                   _group_of(r, plan) and r["status"] == "ok" and r.get(column) is not None and r[column] <= usable]
+        out["safe_batch_size"] = max((r["batch_size"] for r in fitting), default=None)
+        out["memory_budget_mib"] = budget
+        if plan.mode_is_fit and plan.oom_at is not None and plan.max_batch_size:
+            wanted = plan.oom_at
+            steps = -(-wanted // plan.max_batch_size)
+            micro = -(-wanted // steps)
+            out["accumulation_advice"] = {"wanted": wanted, "batch_size": micro, "gradient_accumulation_steps": steps}
         return out
 
     def _run_trial(self, trial: Trial) -> dict:
@@ -260,7 +270,19 @@ class Sweep:
         start, so a sweep never invites the kernel's OOM killer onto the user's machine."""
         if self.config.sweep.memory_limit:
             return self.config.sweep.memory_limit
-        return int(psutil.virtual_memory().available * self.config.sweep.memory_fraction)
+        if not hasattr(self, "_default_cap"):
+            self._default_cap = int(psutil.virtual_memory().available * self.config.sweep.memory_fraction)
+        return self._default_cap
+
+    def memory_budget_mib(self) -> tuple[float, str]:
+        """What a trial's peak is measured against: the device's memory on a GPU, the host cap
+        on a CPU. Returns (MiB, which column it applies to)."""
+        device_limit = self.config.sweep.device_memory_limit
+        gpus = ((self.env.get("nvml") or {}).get("gpus") or []) if hasattr(self, "env") else []
+        on_gpu = (self.preflight.get("device") or "cpu") != "cpu"
+        if on_gpu and (device_limit or gpus):
+            return (device_limit / MiB if device_limit else gpus[0]["memory_total_mib"]), "peak_device_mib"
+        return self._memory_cap() / MiB, "peak_host_mib"
 
     def _row_from_outcome(self, trial: Trial, outcome: JobOutcome, wall_s: float) -> dict:
         result = outcome.result or {}
@@ -286,6 +308,16 @@ class Sweep:
                 row[key] = result[key]
         if status == "ok":
             row.update(self._figures(trial, result))
+            budget, column = self.memory_budget_mib()
+            peak = row.get(column)
+            if peak is not None:
+                row["headroom_mib"] = budget - peak
+            cap = self.config.sweep.memory_limit
+            if cap and (row.get("peak_host_mib") or 0) > cap / MiB:
+                # Too brief for the watchdog to catch, but VmHWM saw it: it would not fit.
+                row.update(status="oom", oom_kind="host",
+                           error=f"peak resident memory {row['peak_host_mib']:.0f} MiB exceeded the memory limit "
+                                 f"of {cap / MiB:.0f} MiB")
         return row
 
     def _classify_death(self, outcome: JobOutcome) -> tuple[str, str]:
@@ -421,6 +453,12 @@ class Sweep:
         return InterruptedSweep(
             f"interrupted: {len(self.rows)} finished trial(s) kept in {self.run_dir}\n"
             f"resume with: batchbench sweep {config} --resume {self.run_dir}")
+
+
+def _group_of(row: dict, plan: GroupPlan) -> bool:
+    group = plan.group
+    return (row.get("mode") == group.mode and (row.get("method") or "") == group.method and
+            all(str(row.get(axis)).lower() == str(value).lower() for axis, value in group.axes))
 
 
 def _ending(outcome: JobOutcome) -> str | None:

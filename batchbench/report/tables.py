@@ -110,7 +110,13 @@ def recommendation_lines(key: str, rec: dict) -> list[str]:
     if "slo" in rec:
         parts.append(f"best within SLO {rec['slo']}" if rec["slo"] is not None else "no batch size meets the SLO")
     if rec.get("fits_up_to_at_least"):
-        parts.append(f"fits up to at least {rec['fits_up_to_at_least']}")
+        parts.append(f"fits up to at least {rec['fits_up_to_at_least']} (nothing ran out of memory)")
+    if rec.get("search_trials"):
+        parts.append(f"search took {rec['search_trials']} trial(s)")
+    advice = rec.get("accumulation_advice")
+    if advice:
+        parts.append(f"batch {advice['wanted']} does not fit: use batch {advice['batch_size']} with "
+                     f"gradient_accumulation_steps={advice['gradient_accumulation_steps']}")
     return [f"{key}: " + "; ".join(parts)]
 
 

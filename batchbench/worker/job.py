@@ -160,6 +160,12 @@ def run_trial(config: dict, trial: dict) -> dict:
     work = Workload(config, axes)
     sweep = config["sweep"]
     batch_size = int(trial["batch_size"])
+    if trial.get("phase") == "confirm":
+        # The found maximum is confirmed by a full pass: a whole epoch for fit, the whole
+        # dataset for predict, not a few steps.
+        samples = work.train.samples if trial["mode"] == "fit" else work.data.samples
+        sweep = {**sweep, "repeats": 1, "min_steps": max(sweep["min_steps"], samples // batch_size),
+                 "stability": {**(sweep.get("stability") or {}), "window_steps": 1}}
     jit = axes.get("jit_compile", "auto")
     extra: dict[str, Any] = {}
     if trial["mode"] == "fit":
