@@ -31,6 +31,13 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench.py
 
+# The README's plot, regenerated from a real run of the quickstart config.
+plots: install
+	rm -rf results/readme
+	$(BIN)/batchbench sweep configs/quickstart.yaml --out results/readme -q
+	mkdir -p docs/images
+	cp results/readme/throughput.png docs/images/quickstart-throughput.png
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

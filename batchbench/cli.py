@@ -124,6 +124,9 @@ def run_sweep_command(config, raw, kw: dict) -> None:
     if not quiet:
         render_results(out_console, outcome.rows, config.varying_axes(), outcome.summary,
                        config.sweep.slo_ms, config.sweep.percentile)
+        from batchbench.report.bars import render_throughput_bars
+
+        render_throughput_bars(out_console, outcome.rows, config.varying_axes())
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/yellow] {warning}")
         err_console.print(f"results: {outcome.run_dir}")

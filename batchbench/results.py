@@ -25,8 +25,8 @@ COLUMNS = [
     "trial_id", "phase", "steps", "samples", "timed_s", "device", "oom_kind", "headroom_mib",
     "max_abs_diff", "consistent",
     "precision", "jit_compile", "backend", "strategy", "replicas", "per_replica_batch_size",
-    "final_loss", "val_loss", "learning_rate", "updates", "epochs",
-    "time_to_target_s", "epochs_to_target", "bn_small_batch",
+    "final_loss", "val_loss", "learning_rate", "updates", "epochs", "samples_seen", "train_time_s",
+    "target", "time_to_target_s", "epochs_to_target", "bn_small_batch",
     "energy_j", "j_per_1k",
 ]
 

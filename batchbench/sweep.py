@@ -20,7 +20,7 @@ from batchbench.config import Config
 from batchbench.envinfo import busy_warning, git_info, host_environment
 from batchbench.errors import ConfigError, InterruptedSweep, OutputError
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
-from batchbench.recommend import summarize
+from batchbench.recommend import group_key, summarize
 from batchbench.results import (RESULTS_CSV, RUN_JSON, ResultsWriter, read_rows, read_run_json,
                                 repair_partial_line, write_json_atomic)
 from batchbench.runner import JobOutcome, Worker, worker_env
@@ -87,6 +87,8 @@ class Sweep:
         self.warnings: list[str] = []
         self.noisy: dict[str, float] = {}
         self.unstable: list[str] = []
+        self.noise: dict | None = None
+        self.previous_noise: dict | None = None
         self.interrupted = 0
         self.current_worker: Worker | None = None
 
@@ -109,10 +111,14 @@ class Sweep:
                 for row in read_rows(run_dir / RESULTS_CSV):
                     done[row["trial_id"]] = row
             self.samples = previous.get("samples") or {}
+            self.previous_noise = previous.get("noise_scale")
             self.started_at = previous.get("started_at") or self._now()
             self.run_id = previous.get("run_id") or run_dir.name
         else:
             run_dir = Path(self.options.out) if self.options.out else default_run_dir(self.config)
+            if (run_dir / RESULTS_CSV).exists():
+                raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
+                                  "or choose another --out", key="--out")
             self.run_id = run_dir.name if self.options.out is None else f"{self.config.name}-{utc_stamp()}"
             self.started_at = self._now()
         return prepare_run_dir(run_dir), done
@@ -166,6 +172,7 @@ class Sweep:
             self.status = "running"
             self._write_run_json()
             self._run_groups(done)
+            self._noise_scale()
             self.status = "complete"
         except InterruptedSweep:
             self.status = "interrupted"
@@ -224,6 +231,27 @@ class Sweep:
                 self._emit(event="done", index=index, total=total, row=row)
             if plan.find_max:
                 self.frontier[plan.group.key] = self._frontier(plan)
+
+    def _noise_scale(self) -> None:
+        """The critical batch size, estimated once per sweep when training quality is asked for."""
+        sweep = self.config.sweep
+        if "fit" not in sweep.modes or not (sweep.epochs or sweep.target) or self.interrupted:
+            return
+        if self.previous_noise is not None:
+            self.noise = self.previous_noise
+            return
+        axes = {axis: values[0] for axis, values in self.config.axes().items()}
+        self._emit(event="note", text="estimating the gradient noise scale")
+        outcome = self.worker(axes["backend"]).run({"op": "noise_scale", "config": self._job_config(), "axes": axes},
+                                                   timeout_s=sweep.trial_timeout_s,
+                                                   log_path=self.run_dir / "trials" / "noise-scale.log")
+        result = outcome.result or {}
+        if result.get("status") != "ok":
+            self.warnings.append(f"the gradient noise scale could not be estimated: "
+                                 f"{result.get('error') or _ending(outcome) or 'unknown failure'}")
+            return
+        self.noise = {k: v for k, v in result.items() if k != "status"}
+        self._write_run_json()
 
     def _frontier(self, plan: GroupPlan) -> dict:
         """max_batch_size and the safe size that leaves `margin` of the memory budget free."""
@@ -303,9 +331,16 @@ class Sweep:
         if status == "oom":
             row["oom_kind"] = result.get("oom_kind") or ("device" if self.preflight.get("device", "cpu") != "cpu"
                                                          else "host")
-        for key in ("params", "device", "max_abs_diff", "consistent", "final_loss"):
+        for key in ("params", "device", "max_abs_diff", "consistent"):
             if result.get(key) is not None:
                 row[key] = result[key]
+        for key, value in (result.get("quality") or {}).items():
+            if value is not None:
+                row[key] = value
+        target = self.config.sweep.target
+        if target and trial.mode == "fit" and trial.phase != "confirm":
+            op = "<=" if any(w in target.metric for w in ("loss", "error")) else ">="
+            row["target"] = f"{target.metric}{op}{target.value:g}"
         if status == "ok":
             row.update(self._figures(trial, result))
             budget, column = self.memory_budget_mib()
@@ -366,9 +401,7 @@ class Sweep:
             "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
             "steps": m.get("steps"), "samples": sum(m["repeat_samples"]), "timed_s": sum(m["repeat_time_s"]),
         }
-        if trial.mode == "fit":
-            figures["epochs"] = m.get("epochs_run")
-        else:
+        if trial.mode != "fit":
             figures["stable"] = m.get("stable")
             if m.get("stable") is False:
                 self.unstable.append(trial.trial_id)
@@ -379,6 +412,17 @@ class Sweep:
         varying = self.config.varying_axes()
         summary = summarize(self.rows, varying, self.config.sweep.slo_ms, self.config.sweep.percentile,
                             self.frontier)
+        recs = summary["recommendations"]
+        for key, rec in recs.items():
+            if not key.startswith("fit"):
+                continue
+            if self.noise and self.noise.get("gradient_noise_scale"):
+                rec["gradient_noise_scale"] = self.noise["gradient_noise_scale"]
+                rec["critical_batch_size"] = round(self.noise["gradient_noise_scale"])
+            reached = [r for r in self.rows if group_key(r, varying) == key and r.get("time_to_target_s") is not None]
+            if self.config.sweep.target:
+                rec["fastest_to_target"] = (min(reached, key=lambda r: r["time_to_target_s"])["batch_size"]
+                                            if reached else None)
         warnings = list(self.warnings)
         if self.noisy:
             worst = sorted(self.noisy.items(), key=lambda kv: -kv[1])
@@ -415,6 +459,7 @@ class Sweep:
             "started_at": self.started_at,
             "ended_at": self._now() if getattr(self, "status", "") != "running" else None,
             "samples": self.samples,
+            "noise_scale": self.noise,
             "summary": self.summary(),
         }
         try:

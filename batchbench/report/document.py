@@ -125,7 +125,8 @@ def group_table(rows: list[dict[str, Any]], percentile: float = 99) -> Table:
         columns.append(("device MiB", lambda r: fmt(r.get("peak_device_mib"), 0)))
     for column in quality_columns(rows):
         name = "to target s" if column == "time_to_target_s" else column.replace("_", " ")
-        columns.append((name, lambda r, c=column: fmt(r.get(c), 3)))
+        columns.append((name, lambda r, c=column: fmt(r.get(c)) if c == "time_to_target_s"
+                        else f"{r[c]:.4g}" if is_number(r.get(c)) else ""))
     columns.append(("note", _note))
     ok = [r for r in rows if r.get("status") == "ok" and is_number(r.get("throughput_sps"))]
     best = max(ok, key=lambda r: r["throughput_sps"]) if ok else None

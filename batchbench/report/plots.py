@@ -28,6 +28,8 @@ FAILED = {"oom": ("X", "out of memory"), "skipped": ("$\u2013$", "skipped (after
           "error": ("x", "error"), "timeout": ("d", "timed out")}
 MODE_TITLES = {"fit": "fit (training)", "predict": "predict (inference)"}
 DPI = 120
+INSIDE_LEGEND_MAX = 8  # a legend with more entries, or longer labels, goes below the axes
+INSIDE_LABEL_MAX = 40
 LOG_Y_RATIO = 20  # a panel whose values span more than this factor gets a log y axis
 
 
@@ -73,8 +75,8 @@ def build_series(runs: list[SavedRun]) -> list[Series]:
 
 # ---------------------------------------------------------------- axes helpers
 
-def _figure(panels: int, title: str) -> tuple[Figure, list[Axes]]:
-    fig = Figure(figsize=(6.4 * panels, 4.8), dpi=DPI, layout="constrained")
+def _figure(panels: int, title: str, width: float = 6.4) -> tuple[Figure, list[Axes]]:
+    fig = Figure(figsize=(width * panels, 4.8), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, panels, squeeze=False)[0]
     fig.suptitle(title, fontsize=11)
@@ -131,11 +133,30 @@ def _failures(ax: Axes, series: list[Series]) -> list[Line2D]:
             for st in FAILED if st in seen]
 
 
-def _legend(ax: Axes, extra: list[Line2D] | None = None) -> None:
-    handles, _ = ax.get_legend_handles_labels()
-    handles += extra or []
-    if handles:
-        ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.85)
+def _legends(fig: Figure, parts: list[tuple[Axes, list]]) -> None:
+    """Each axes' legend inside it while they are short; else one legend for the figure, under it,
+    so that a long list (several runs, several axes) never hides the lines."""
+    entries = []
+    for ax, extra in parts:
+        handles, _ = ax.get_legend_handles_labels()
+        entries.append(handles + (extra or []))
+    if all(len(handles) <= INSIDE_LEGEND_MAX and max((len(h.get_label()) for h in handles), default=0)
+           <= INSIDE_LABEL_MAX for handles in entries):
+        for (ax, _), handles in zip(parts, entries, strict=True):
+            if handles:
+                ax.legend(handles=handles, fontsize="small", loc="best", framealpha=0.85)
+        return
+    unique: dict[str, Any] = {}
+    for handle in [h for ax, _ in parts for h in ax.get_legend_handles_labels()[0]] + \
+            [h for _, extra in parts for h in extra or []]:  # the lines first, then what the marks mean
+        unique.setdefault(handle.get_label(), handle)
+    # As many columns as the longest label allows across the figure; the figure grows to hold the rows.
+    width, height = fig.get_size_inches()
+    column_in = 0.065 * max(len(label) for label in unique) + 0.7
+    ncols = max(1, min(3, int(width // column_in), math.ceil(len(unique) / 4)))
+    fig.set_size_inches(width, height + 0.2 * math.ceil(len(unique) / ncols))
+    fig.legend(handles=list(unique.values()), loc="outside lower center", fontsize="small", frameon=False,
+               ncols=ncols)
 
 
 def _sizes(series: list[Series]) -> list[int]:
@@ -156,6 +177,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def throughput_plot(series: list[Series], title: str, path: Path) -> Path:
     modes = _modes(series)
     fig, axes = _figure(len(modes), title)
+    legends: list[tuple[Axes, list]] = []
     for ax, mode in zip(axes, modes, strict=True):
         group = [s for s in series if s.mode == mode]
         values = []
@@ -183,7 +205,8 @@ def throughput_plot(series: list[Series], title: str, path: Path) -> Path:
         _batch_axis(ax, _sizes(group))
         _value_axis(ax, values, "samples / s")
         ax.set_title(MODE_TITLES[mode], fontsize=10)
-        _legend(ax, extra)
+        legends.append((ax, extra))
+    _legends(fig, legends)
     return _save(fig, path)
 
 
@@ -193,11 +216,13 @@ def _band_handle():
     return Patch(color="0.5", alpha=0.25, label="spread over repeats (min–max)")
 
 
-def latency_plot(series: list[Series], title: str, path: Path, slo_ms: float | None, percentile: float) -> Path:
-    tail = latency_column(percentile)
+def latency_plot(series: list[Series], runs: list[SavedRun], title: str, path: Path) -> Path:
+    """p50 and the SLO's percentile (p99 unless the config says otherwise) per step or per batch."""
+    tail = latency_column(runs[0].percentile)
     tail_name = "max" if tail == "step_ms_max" else "p" + tail.rsplit("_p", 1)[-1]
     modes = _modes(series)
     fig, axes = _figure(len(modes), title)
+    legends: list[tuple[Axes, list]] = []
     for ax, mode in zip(axes, modes, strict=True):
         group = [s for s in series if s.mode == mode]
         values = []
@@ -209,20 +234,21 @@ def latency_plot(series: list[Series], title: str, path: Path, slo_ms: float | N
             values += y + ty
         extra = [Line2D([], [], color="0.3", label="p50 (median)"),
                  Line2D([], [], color="0.3", linestyle="--", label=tail_name)]
-        if slo_ms and mode == "predict":
+        for slo_ms, names in _shared(runs, lambda run: run.slo_ms).items() if mode == "predict" else ():
             ax.axhline(slo_ms, color="#d62728", linestyle=":", linewidth=1.6,
-                       label=f"SLO {slo_ms:g} ms ({tail_name})")
+                       label=f"SLO {slo_ms:g} ms ({tail_name}){names}")
             values.append(slo_ms)
         extra += _failures(ax, group)
         _batch_axis(ax, _sizes(group))
         _value_axis(ax, values, "ms per step" if mode == "fit" else "ms per batch")
         ax.set_title(MODE_TITLES[mode], fontsize=10)
-        _legend(ax, extra)
+        legends.append((ax, extra))
+    _legends(fig, legends)
     return _save(fig, path)
 
 
 def memory_plot(series: list[Series], runs: list[SavedRun], title: str, path: Path) -> Path:
-    fig, (ax,) = _figure(1, title)
+    fig, (ax,) = _figure(1, title, width=8.0)
     values: list[float] = []
     has_device = False
     for s in series:
@@ -242,30 +268,40 @@ def memory_plot(series: list[Series], runs: list[SavedRun], title: str, path: Pa
     if has_device:
         extra = [Line2D([], [], color="0.3", label="peak host"),
                  Line2D([], [], color="0.3", linestyle="--", label="peak device")]
-    for label, value, style in _memory_limits(runs):
+    for label, value, style in _memory_limits(runs, has_device):
         ax.axhline(value, color="0.25", linestyle=style, linewidth=1.3, label=label)
+        # At the left, where small batches leave room and the found maximum's label is not.
+        ax.annotate(label, (0.01, value), xycoords=ax.get_yaxis_transform(), ha="left", va="bottom",
+                    fontsize=8, color="0.25")
         values.append(value)
     extra += _failures(ax, series)
     _batch_axis(ax, _sizes(series))
     ax.set_ylim(bottom=0, top=max(values, default=1) * 1.12)
+    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
     ax.set_ylabel("peak memory, MiB")
-    _legend(ax, extra)
+    _legends(fig, [(ax, extra)])
     return _save(fig, path)
 
 
-def _memory_limits(runs: list[SavedRun]) -> list[tuple[str, float, str]]:
-    """(legend label, MiB, line style) for every distinct cap and device capacity."""
-    lines: dict[tuple[str, float], tuple[str, float, str]] = {}
+def _shared(runs: list[SavedRun], value_of) -> dict[Any, str]:
+    """Each distinct value among the runs -> '' when every run has it, else ' (the runs that do)'."""
+    found: dict[Any, list[str]] = {}
     for run in runs:
-        suffix = f" ({run.name})" if len(runs) > 1 else ""
-        if run.memory_cap_mib:
-            lines.setdefault(("host", run.memory_cap_mib),
-                             (f"memory cap {_mib(run.memory_cap_mib)}{suffix}", run.memory_cap_mib, "-."))
-        if run.device_capacity_mib:
-            lines.setdefault(("device", run.device_capacity_mib),
-                             (f"device memory {_mib(run.device_capacity_mib)}{suffix}", run.device_capacity_mib,
-                              (0, (6, 2, 1, 2, 1, 2))))
-    return list(lines.values())
+        value = value_of(run)
+        if value:
+            found.setdefault(value, []).append(run.name)
+    return {v: "" if len(names) == len(runs) else f" ({', '.join(names)})" for v, names in found.items()}
+
+
+def _memory_limits(runs: list[SavedRun], device: bool) -> list[tuple[str, float, str]]:
+    """(legend label, MiB, line style): the host memory cap, and the device's capacity when the
+    runs measured device memory (a GPU that TensorFlow was not asked to use is not a limit)."""
+    lines = [(f"memory cap {_mib(cap)}{names}", cap, "-.") for cap, names in
+             _shared(runs, lambda run: run.memory_cap_mib).items()]
+    if device:
+        lines += [(f"{label} {_mib(mib)}{names}", mib, (0, (6, 2, 1, 2, 1, 2))) for (label, mib), names in
+                  _shared(runs, lambda run: run.device_capacity).items()]
+    return lines
 
 
 def _mib(value: float) -> str:
@@ -273,30 +309,35 @@ def _mib(value: float) -> str:
 
 
 def quality_plot(series: list[Series], runs: list[SavedRun], title: str, path: Path) -> Path | None:
+    """Validation metrics and time to target; the legend once, in the first panel."""
     columns = quality_columns([r for s in series for r in s.rows])
     if not columns:
         return None
     fit = [s for s in series if s.mode == "fit"]
-    fig, axes = _figure(len(columns), title)
-    for ax, column in zip(axes, columns, strict=True):
+    fig, axes = _figure(len(columns), title, width=6.4 if len(columns) <= 2 else 5.2)
+    legends: list[tuple[Axes, list]] = []
+    for index, (ax, column) in enumerate(zip(axes, columns, strict=True)):
         values = []
         for s in fit:
             x, y = s.ok(column)
-            ax.plot(x, y, marker=s.marker, color=s.color, label=s.label)
+            ax.plot(x, y, marker=s.marker, color=s.color, label=s.label if index == 0 else "_nolegend_")
             values += y
         for run in runs:
             target = run.sweep_config.get("target") or {}
             if target.get("metric") in (column, column.removeprefix("val_")) and is_number(target.get("value")):
                 ax.axhline(target["value"], color="#d62728", linestyle=":", label=f"target {target['value']:g}")
                 values.append(target["value"])
+        failed = _failures(ax, fit)
         _batch_axis(ax, _sizes(fit))
         if column == "time_to_target_s":
             _value_axis(ax, values, "time to target, s")
             ax.set_title("time to reach the target", fontsize=10)
         else:
+            ax.margins(y=0.12)  # room at the foot for the markers of sizes that did not run
             ax.set_ylabel(column.removeprefix("val_").replace("_", " "))
             ax.set_title(f"validation {column.removeprefix('val_')}", fontsize=10)
-        _legend(ax, _failures(ax, fit))
+        legends.append((ax, failed if index == 0 else []))
+    _legends(fig, legends)
     return _save(fig, path)
 
 
@@ -315,9 +356,8 @@ def write_plots(runs: list[SavedRun], out_dir: Path) -> list[Path]:
         return []
     out_dir = Path(out_dir)
     title = plot_title(runs)
-    first = runs[0]
     written = [throughput_plot(series, title, out_dir / "throughput.png"),
-               latency_plot(series, title, out_dir / "latency.png", first.slo_ms, first.percentile)]
+               latency_plot(series, runs, title, out_dir / "latency.png")]
     if any(s.ok("peak_host_mib")[0] or s.ok("peak_device_mib")[0] for s in series):
         written.append(memory_plot(series, runs, title, out_dir / "memory.png"))
     quality = quality_plot(series, runs, title, out_dir / "quality.png")

@@ -76,15 +76,17 @@ class SavedRun:
         return limit / MIB if isinstance(limit, (int, float)) and limit > 0 else None
 
     @property
-    def device_capacity_mib(self) -> float | None:
-        """The usable device memory: the logical device's size under device_memory_limit,
-        else the first GPU's total as NVML reports it."""
+    def device_capacity(self) -> tuple[str, float] | None:
+        """(what it is, MiB) of the usable device memory: the logical device's size under
+        device_memory_limit, else the first GPU's total as NVML reports it."""
         limit = self.sweep_config.get("device_memory_limit")
         if isinstance(limit, (int, float)) and limit > 0:
-            return limit / MIB
+            return "device memory limit", limit / MIB
         gpus = (self.environment.get("nvml") or {}).get("gpus") or []
-        totals = [g["memory_total_mib"] for g in gpus if isinstance(g.get("memory_total_mib"), (int, float))]
-        return float(totals[0]) if totals else None
+        for gpu in gpus:
+            if is_number(gpu.get("memory_total_mib")):
+                return f"{gpu.get('name') or 'GPU'} memory", float(gpu["memory_total_mib"])
+        return None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -116,10 +118,8 @@ def load_run(path: str | Path) -> SavedRun:
 
 def run_labels(runs: list[SavedRun]) -> list[str]:
     """Name and device; two runs that share both (base vs head) are told apart by their folder."""
-    labels = [run.label for run in runs]
-    for i, run in enumerate(runs):
-        if labels.count(run.label) > 1:
-            labels[i] = f"{run.label} ({run.path.name})"
+    plain = [run.label for run in runs]
+    labels = [f"{run.label} ({run.path.name})" if plain.count(run.label) > 1 else run.label for run in runs]
     return [label if labels.count(label) == 1 else f"{label} #{i + 1}" for i, label in enumerate(labels)]
 
 

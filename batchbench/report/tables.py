@@ -48,6 +48,11 @@ def group_table(key: str, rows: list[dict], slo_ms: float | None = None, percent
     best = max(ok, key=lambda r: r["throughput_sps"]) if ok else None
     show_device = any(_num(r.get("peak_device_mib")) for r in rows)
     show_quality = any(_num(r.get("val_loss")) for r in rows)
+    val_metrics = sorted({k for r in rows for k, v in r.items()
+                          if k.startswith("val_") and k != "val_loss" and _num(v)})[:2]
+    show_target = any(r.get("target") for r in rows)
+    lrs = {round(r["learning_rate"], 12) for r in rows if _num(r.get("learning_rate"))}
+    show_lr = len(lrs) > 1
     show_latency = rows and rows[0].get("mode") == "predict"
     table = Table(title=f"{key}", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("batch", justify="right")
@@ -62,8 +67,14 @@ def group_table(key: str, rows: list[dict], slo_ms: float | None = None, percent
     table.add_column("host MiB", justify="right")
     if show_device:
         table.add_column("device MiB", justify="right")
+    if show_lr:
+        table.add_column("lr", justify="right")
     if show_quality:
         table.add_column("val loss", justify="right")
+    for metric in val_metrics:
+        table.add_column(metric.replace("_", " "), justify="right")
+    if show_target:
+        table.add_column("to target s", justify="right")
     table.add_column("note")
     for row in rows:
         status = row.get("status", "")
@@ -85,8 +96,16 @@ def group_table(key: str, rows: list[dict], slo_ms: float | None = None, percent
         cells += [fmt(row.get("first_step_s"), 2), fmt(row.get("peak_host_mib"), 0)]
         if show_device:
             cells.append(fmt(row.get("peak_device_mib"), 0))
+        if show_lr:
+            cells.append(f"{row['learning_rate']:.3g}" if _num(row.get("learning_rate")) else "")
         if show_quality:
-            cells.append(fmt(row.get("val_loss"), 3))
+            cells.append(f"{row['val_loss']:.3f}" if _num(row.get("val_loss")) else "")
+        for metric in val_metrics:
+            cells.append(f"{row[metric]:.3f}" if _num(row.get(metric)) else "")
+        if show_target:
+            reached = _num(row.get("time_to_target_s"))
+            cells.append(f"{row['time_to_target_s']:.2f} ({row['epochs_to_target']} ep)" if reached
+                         else ("not reached" if status == "ok" else ""))
         cells.append(_short(note.strip()))
         table.add_row(*cells, style="bold" if row is best else None)
     return table
@@ -102,13 +121,17 @@ def recommendation_lines(key: str, rec: dict) -> list[str]:
     parts = []
     names = [("best_throughput", "best throughput"), ("smallest_near_best", "smallest within 5% of best"),
              ("knee", "knee (90% of best)"), ("largest_ok", "largest that ran"),
-             ("max_batch_size", "largest that fits"), ("safe_batch_size", "safe with margin"),
-             ("fastest_to_target", "fastest to target")]
+             ("max_batch_size", "largest that fits"), ("safe_batch_size", "safe with margin")]
     for field, label in names:
         if field in rec and rec[field] is not None:
             parts.append(f"{label} {rec[field]}")
     if "slo" in rec:
         parts.append(f"best within SLO {rec['slo']}" if rec["slo"] is not None else "no batch size meets the SLO")
+    if "fastest_to_target" in rec:
+        parts.append(f"fastest to target {rec['fastest_to_target']}" if rec["fastest_to_target"] is not None
+                     else "no batch size reached the target")
+    if rec.get("critical_batch_size"):
+        parts.append(f"critical batch size ≈ {rec['critical_batch_size']} (gradient noise scale)")
     if rec.get("fits_up_to_at_least"):
         parts.append(f"fits up to at least {rec['fits_up_to_at_least']} (nothing ran out of memory)")
     if rec.get("search_trials"):

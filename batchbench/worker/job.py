@@ -24,6 +24,8 @@ def run_job(request: dict) -> dict:
             return preflight(request["config"], request.get("axes") or {})
         if op == "trial":
             return run_trial(request["config"], request["trial"])
+        if op == "noise_scale":
+            return noise_scale(request["config"], request.get("axes") or {})
         raise ValueError(f"unknown op {op!r}")
     except ConfigError as exc:
         return {"status": "config_error", "key": exc.key, "message": str(exc.message)}
@@ -63,8 +65,10 @@ class Workload:
             classes = data_mod.num_classes_of(file_data.y) or 1  # 1: a regression head
         import keras
 
+        self._build = lambda: build_model(config, shape, classes)
+        self.seed = seed
         keras.utils.set_random_seed(seed)
-        self.model = build_model(config, shape, classes)
+        self.model = self._build()
         self.inference_only = not isinstance(self.model, keras.Model)
         if self.inference_only:  # a SavedModel layer: wrap it so predict works
             self.model = _wrap_layer(self.model, file_data, config)
@@ -82,6 +86,15 @@ class Workload:
         n_val = int(n * float(config["data"].get("validation_split") or 0.0))
         self.train = file_data.take(0, n - n_val)
         self.val = file_data.take(n - n_val, n) if n_val else None
+
+
+    def fresh_model(self):
+        """The same initial weights again: reseed, rebuild."""
+        import keras
+
+        keras.utils.set_random_seed(self.seed)
+        model = self._build()
+        return _wrap_layer(model, self.data, self.config) if self.inference_only else model
 
 
 def _data_source(config: dict) -> str:
@@ -122,6 +135,9 @@ def preflight(config: dict, axes: dict) -> dict:
         raise ConfigError(f"the model cannot take this data: {one_line(exc)}", key=f"data.{_data_source(config)}")
     from batchbench.worker.devices import describe_device
 
+    target = config["sweep"].get("target")
+    if target and "fit" in config["sweep"]["modes"]:
+        _check_target_metric(work, config, target["metric"])
     return {
         "status": "ok",
         "params": work.params,
@@ -136,6 +152,21 @@ def preflight(config: dict, axes: dict) -> dict:
         "device": describe_device(axes.get("backend", "tensorflow")),
         "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
     }
+
+
+def _check_target_metric(work: Workload, config: dict, metric: str) -> None:
+    from batchbench.worker.models import compile_model
+
+    compile_model(work.model, config)
+    n = min(8, work.train.samples)
+    logs = work.model.evaluate(_head(work.train.x, n), _head(work.train.y, n), verbose=0, return_dict=True)
+    names = sorted(logs)
+    allowed = set(names) | ({f"val_{k}" for k in names} if work.val is not None else set())
+    if metric not in allowed:
+        hint = "" if work.val is not None or not metric.startswith("val_") else \
+            " (validation metrics need data.validation_split)"
+        raise ConfigError(f"got {metric!r}, expected one of {', '.join(sorted(allowed))}{hint}",
+                          key="sweep.target.metric")
 
 
 def _head(x: Any, n: int) -> Any:
@@ -172,11 +203,21 @@ def run_trial(config: dict, trial: dict) -> dict:
         if work.inference_only:
             raise ConfigError("this model loads for inference only (a SavedModel folder); "
                               "use modes: [predict]", key="sweep.modes")
+        from batchbench.worker import quality
         from batchbench.worker.fit import measure_fit
 
-        compile_model(work.model, config, jit_compile=jit)
+        reference_lr = quality.reference_learning_rate(config)
+        lr = quality.scaled_learning_rate(reference_lr, sweep.get("lr_scaling") or "none", batch_size,
+                                          sweep.get("base_batch_size") or min(sweep["batch_sizes"]))
+        compile_model(work.model, config, jit_compile=jit, learning_rate=lr)
         measured = measure_fit(work.model, work.train, batch_size, sweep)
+        extra["learning_rate"] = lr
         extra["final_loss"] = measured.pop("final_loss", None)
+        if (sweep.get("epochs") or sweep.get("target")) and trial.get("phase") != "confirm":
+            model = work.fresh_model()
+            compile_model(model, config, jit_compile=jit, learning_rate=lr)
+            extra.update(quality.train_for_quality(model, work.train, work.val, batch_size, sweep, lr,
+                                                   reference_lr, work.seed))
     else:
         from batchbench.worker import predict
 
@@ -202,8 +243,26 @@ def run_trial(config: dict, trial: dict) -> dict:
         "params": work.params,
         "bn": work.has_bn,
         "device": describe_device(backend),
-        **extra,
+        "quality": extra,
     }
+
+
+def noise_scale(config: dict, axes: dict) -> dict:
+    """The gradient noise scale at the shared initial weights."""
+    from batchbench.worker import quality
+    from batchbench.worker.models import compile_model
+
+    _setup(config, axes)
+    work = Workload(config, axes)
+    compile_model(work.model, config)
+    sizes = config["sweep"]["batch_sizes"]
+    n = work.train.samples
+    b_small = max(2, min(sizes))
+    b_big = min(n, max(max(sizes), 8 * b_small))
+    if b_big <= b_small:
+        return {"status": "ok", "gradient_noise_scale": None,
+                "note": f"needs a large batch well above {b_small} within the {n} training samples"}
+    return {"status": "ok", **quality.gradient_noise_scale(work.model, work.train, b_small, b_big, work.seed)}
 
 
 def _consistency(work: Workload, batch_size: int, reference_path: str) -> dict:
