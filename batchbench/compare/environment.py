@@ -60,14 +60,16 @@ class EnvironmentDiff:
             out.append(f"the two runs were made in different environments ({what}): differences in the "
                        "figures may come from the machine, not the change. Compare runs made on the same "
                        "runner.")
-        for label in self.unknown:
-            out.append(f"{label} has no environment record (no run.json): the environments cannot be compared")
+        if self.unknown:
+            which = " and ".join(dict.fromkeys(self.unknown))
+            out.append(f"no environment record (no run.json) for {which}: the environments cannot be compared")
         return out
 
 
 def diff_environments(baseline: dict | None, current: dict | None, labels: tuple[str, str]) -> EnvironmentDiff:
     b, c = describe(baseline), describe(current)
-    result = EnvironmentDiff(b, c, unknown=[label for label, env in zip(labels, (baseline, current)) if not env])
+    unknown = [label for label, env in zip(labels, (baseline, current), strict=True) if not env]
+    result = EnvironmentDiff(b, c, unknown=unknown)
     if b and c:
         for key, label in FIELDS:
             # A field one record lacks (an older run.json) is unknown, not different.

@@ -269,11 +269,11 @@ def _run_tests(entries: list[Entry], alpha: float) -> None:
         for e in tested:
             e.notes.append(f"{len(tested)} rows to test need p ≤ {alpha / len(tested):.2g} after correction; "
                            f"{e.test.n_baseline} vs {e.test.n_current} repeats reach at best p = "
-                           f"{e.test.min_p:.2g}")
+                           f"{e.test.min_p:.2g}; use --repeats {repeats_needed(alpha / len(tested))} or more")
         tested = []
     for e in tested:
         e.test.p_value, e.test.slower = mann_whitney(*e.samples)
-    for e, p in zip(tested, holm([e.test.p_value for e in tested])):
+    for e, p in zip(tested, holm([e.test.p_value for e in tested]), strict=True):
         e.test.p_adjusted = p
 
 
@@ -342,7 +342,7 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict[str, float | None
     entries.sort(key=_sort_key)
 
     notes = []
-    without = [run.label for run in (baseline, current) if not run.has_samples]
+    without = list(dict.fromkeys(run.label for run in (baseline, current) if not run.has_samples))
     if without:
         notes.append(f"thresholds only: no run.json beside {' and '.join(without)}, so there are no raw samples "
                      "to test; speed changes beyond their threshold count without a significance test")
