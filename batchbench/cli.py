@@ -104,10 +104,13 @@ def run_sweep_command(config, raw, kw: dict) -> None:
     from batchbench.report.tables import make_console, render_results
     from batchbench.sweep import Sweep, SweepOptions, dumps
 
+    from batchbench.sweep import check_backends
+
     config = apply_overrides(config, **_overrides(kw))
     if kw.get("no_plots"):
         config.output.plots = False
     static_checks(config)
+    check_backends(config)
     as_json, quiet = kw.get("as_json"), kw.get("quiet")
     err_console = make_console(stderr=True)
     out_console = err_console if as_json else make_console()
@@ -125,8 +128,10 @@ def run_sweep_command(config, raw, kw: dict) -> None:
         render_results(out_console, outcome.rows, config.varying_axes(), outcome.summary,
                        config.sweep.slo_ms, config.sweep.percentile)
         from batchbench.report.bars import render_throughput_bars
+        from batchbench.report.tables import group_rows
 
-        render_throughput_bars(out_console, outcome.rows, config.varying_axes())
+        if len(group_rows(outcome.rows, config.varying_axes())) <= 3:  # beyond that, the plots say it better
+            render_throughput_bars(out_console, outcome.rows, config.varying_axes())
         for warning in outcome.warnings:
             err_console.print(f"[yellow]warning:[/yellow] {warning}")
         err_console.print(f"results: {outcome.run_dir}")
@@ -237,13 +242,14 @@ def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
     from batchbench.config import load_config, static_checks
 
+    from batchbench.sweep import check_backends
+
     cfg = load_config(config)
     static_checks(cfg)
-    groups = len(cfg.sweep.modes) and cfg
+    check_backends(cfg)
     n = len(cfg.sweep.batch_sizes)
     click.echo(f"{config}: valid — model {cfg.model.source}:{cfg.model.label}, data {cfg.data.source}, "
                f"batch sizes {', '.join(map(str, cfg.sweep.batch_sizes))} ({n}), modes {', '.join(cfg.sweep.modes)}")
-    del groups
 
 
 @main.command()

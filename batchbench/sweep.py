@@ -54,6 +54,35 @@ class SweepOutcome:
         return 0 if measured or not failed else 1
 
 
+EXTRAS = {"jax": "jax", "torch": "torch"}
+
+
+def check_backends(config: Config) -> None:
+    """A backend that is not installed is a config error naming the extra, before any trial."""
+    import importlib.util
+
+    for i, backend in enumerate(config.sweep.backend):
+        if importlib.util.find_spec(backend) is None:
+            key = f"sweep.backend[{i}]" if len(config.sweep.backend) > 1 else "sweep.backend"
+            raise ConfigError(f"the {backend} backend is not installed; install it with "
+                              f"pip install 'batchbench[{EXTRAS.get(backend, backend)}]'",
+                              file=config.source_file or "config", key=key)
+
+
+def slow_combinations(config: Config, device: str) -> list[str]:
+    """Combinations known to be slow on the detected device: warn, and let the numbers speak."""
+    notes = []
+    if device == "cpu":
+        sweep = config.sweep
+        if "mixed_float16" in sweep.precision or "float16" in sweep.precision:
+            if any(j is not True for j in sweep.jit_compile):
+                notes.append("float16 compute without XLA is emulated on CPUs and can be hundreds of times "
+                             "slower than float32 (bfloat16 is the CPU's half precision)")
+        if True in sweep.jit_compile:
+            notes.append("XLA (jit_compile: true) often makes convolutional models slower on CPUs")
+    return notes
+
+
 def utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
 
@@ -167,7 +196,9 @@ class Sweep:
         self.rows = list(done.values())
         handlers = self._install_signals()
         try:
+            check_backends(self.config)
             self.preflight = self._preflight()
+            self.warnings += slow_combinations(self.config, self.preflight.get("device") or "cpu")
             self.env["framework"] = self._framework_info()
             self.status = "running"
             self._write_run_json()
@@ -401,6 +432,9 @@ class Sweep:
             "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
             "steps": m.get("steps"), "samples": sum(m["repeat_samples"]), "timed_s": sum(m["repeat_time_s"]),
         }
+        if m.get("energy_j") is not None:
+            figures["energy_j"] = m["energy_j"]
+            figures["j_per_1k"] = m["energy_j"] / figures["samples"] * 1000 if figures["samples"] else None
         if trial.mode != "fit":
             figures["stable"] = m.get("stable")
             if m.get("stable") is False:

@@ -70,6 +70,15 @@ def describe_device(backend: str = "tensorflow") -> str:
             except (ValueError, IndexError):
                 name = "GPU"
             return f"{len(gpus)}x {name}" if len(gpus) > 1 else name
+    if backend == "jax":
+        import jax
+
+        dev = jax.devices()[0]
+        return "cpu" if dev.platform == "cpu" else getattr(dev, "device_kind", dev.platform)
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return "cpu"
 
 

@@ -29,7 +29,7 @@ class StepTimer(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_000_000) -> dict:
+def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_000_000, meter=None) -> dict:
     """Fit on whole batches only: a partial last batch is another shape (Keras retraces)."""
     n_full = (train.samples // batch_size) * batch_size
     data = train.take(0, n_full)
@@ -38,7 +38,7 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     if sweep.get("epochs"):
         min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
     rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"],
-                     WindowRule.from_sweep(sweep, windows=False))
+                     WindowRule.from_sweep(sweep, windows=False), meter=meter)
     timer = StepTimer(rc)
     history = model.fit(data.x, data.y, batch_size=batch_size, epochs=epochs_cap, shuffle=True,
                         verbose=0, callbacks=[timer])

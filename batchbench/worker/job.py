@@ -180,7 +180,10 @@ def run_trial(config: dict, trial: dict) -> dict:
     host.start()
     axes = trial.get("axes") or {}
     backend = axes.get("backend", "tensorflow")
-    _setup(config, axes)
+    device_info = _setup(config, axes)
+    from batchbench.worker.trackers import EnergyMeter
+
+    meter = EnergyMeter(on_gpu=device_info.get("kind") == "gpu" or _jax_or_torch_on_gpu(backend))
     device = DeviceMemory(backend)
     device.start()
     from batchbench.worker.devices import describe_device
@@ -210,7 +213,7 @@ def run_trial(config: dict, trial: dict) -> dict:
         lr = quality.scaled_learning_rate(reference_lr, sweep.get("lr_scaling") or "none", batch_size,
                                           sweep.get("base_batch_size") or min(sweep["batch_sizes"]))
         compile_model(work.model, config, jit_compile=jit, learning_rate=lr)
-        measured = measure_fit(work.model, work.train, batch_size, sweep)
+        measured = measure_fit(work.model, work.train, batch_size, sweep, meter=meter)
         extra["learning_rate"] = lr
         extra["final_loss"] = measured.pop("final_loss", None)
         if (sweep.get("epochs") or sweep.get("target")) and trial.get("phase") != "confirm":
@@ -225,9 +228,10 @@ def run_trial(config: dict, trial: dict) -> dict:
             compile_model(work.model, config, jit_compile=jit)
         if trial["method"] == "serve":
             measured = predict.measure_serve(work.model, work.data.x, batch_size, sweep,
-                                             jit_compile=getattr(work.model, "jit_compile", False) is True)
+                                             jit_compile=getattr(work.model, "jit_compile", False) is True,
+                                             meter=meter)
         else:
-            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep)
+            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep, meter=meter)
         ref = trial.get("reference_path")
         if ref:
             extra.update(_consistency(work, batch_size, ref))
@@ -247,12 +251,27 @@ def run_trial(config: dict, trial: dict) -> dict:
     }
 
 
+def _jax_or_torch_on_gpu(backend: str) -> bool:
+    if backend == "jax":
+        import jax
+
+        return any(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
 def noise_scale(config: dict, axes: dict) -> dict:
     """The gradient noise scale at the shared initial weights."""
     from batchbench.worker import quality
     from batchbench.worker.models import compile_model
 
     _setup(config, axes)
+    if axes.get("backend", "tensorflow") != "tensorflow":
+        return {"status": "ok", "gradient_noise_scale": None,
+                "note": "the noise-scale estimate uses TensorFlow's GradientTape: run it with backend tensorflow"}
     work = Workload(config, axes)
     compile_model(work.model, config)
     sizes = config["sweep"]["batch_sizes"]

@@ -42,7 +42,7 @@ class BatchTimer(keras.callbacks.Callback):
             self.model.stop_predicting = True
 
 
-def measure_predict(model, x, batch_size: int, sweep: dict) -> dict:
+def measure_predict(model, x, batch_size: int, sweep: dict, meter=None) -> dict:
     """Per-batch latency from the callback; throughput from the wall time of whole calls,
     which includes the per-call work (input pipeline, output concatenation) users pay."""
     n_full = (_rows(x) // batch_size) * batch_size
@@ -58,6 +58,8 @@ def measure_predict(model, x, batch_size: int, sweep: dict) -> dict:
     first_step_s = rc.first_step_s
     latencies_start = len(rc.step_s)
     repeat_samples, repeat_time_s, throughputs = [], [], []
+    if meter is not None:
+        meter.start()
     while not rule.finished(throughputs):
         start, before = clock(), timer.batches
         stop = _RepeatStop(timer, before, sweep, start)
@@ -66,9 +68,11 @@ def measure_predict(model, x, batch_size: int, sweep: dict) -> dict:
         repeat_time_s.append(clock() - start)
         repeat_samples.append((timer.batches - before) * batch_size)
         throughputs.append(repeat_samples[-1] / repeat_time_s[-1])
+    energy_j = meter.stop() if meter is not None else None
     return {"first_step_s": first_step_s, "step_s": rc.step_s[latencies_start:],
             "repeat_samples": repeat_samples, "repeat_time_s": repeat_time_s,
-            "steps": sum(repeat_samples) // batch_size, "stable": rule.stable(throughputs)}
+            "steps": sum(repeat_samples) // batch_size, "stable": rule.stable(throughputs),
+            "energy_j": energy_j}
 
 
 class _RepeatStop(keras.callbacks.Callback):
@@ -95,19 +99,43 @@ class _RepeatStop(keras.callbacks.Callback):
             self.model.stop_predicting = True
 
 
-def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile) -> dict:
+def compiled_call(model, jit_compile: bool):
+    """The model as a serving stack calls it: one compiled function, inference mode.
+    TensorFlow: tf.function (XLA when asked); JAX: jax.jit over the stateless call;
+    torch: the module under no_grad (eager)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
+                           reduce_retracing=True), tf.convert_to_tensor
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        jitted = jax.jit(lambda tv, ntv, inputs: model.stateless_call(tv, ntv, inputs, training=False)[0])
+        return (lambda inputs: jitted(trainable, non_trainable, inputs)), jax.numpy.asarray
+    if backend == "torch":
+        import torch
+
+        def call(inputs):
+            with torch.no_grad():
+                return model(inputs, training=False)
+
+        return call, keras.ops.convert_to_tensor
+    raise ValueError(f"no compiled call for backend {backend!r}")
+
+
+def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile, meter=None) -> dict:
     """The model called through one compiled function on pre-made batches; each call's
     outputs are copied to the host, as a server must before it answers."""
-    import tensorflow as tf
-
+    fn, to_tensor = compiled_call(model, jit_compile)
     n_batches = _rows(x) // batch_size
-    batches = [tf.nest.map_structure(tf.convert_to_tensor, _slice(x, n_full=(i + 1) * batch_size,
-                                                                  start=i * batch_size))
+    batches = [keras.tree.map_structure(to_tensor, _slice(x, n_full=(i + 1) * batch_size, start=i * batch_size))
                for i in range(n_batches)]
-    fn = tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
-                     reduce_retracing=True)
     rc = RepeatClock(batch_size, sweep["warmup_steps"], window_steps(sweep), sweep["min_time_s"],
-                     WindowRule.from_sweep(sweep, windows=True))
+                     WindowRule.from_sweep(sweep, windows=True), meter=meter)
     i = 0
     while not rc.done:
         start = clock()

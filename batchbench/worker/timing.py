@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 clock = time.perf_counter
 
@@ -65,6 +66,8 @@ class RepeatClock:
 
     throughputs: list[float] = field(default_factory=list)
     done: bool = False
+    meter: Any = None  # started when the steady state begins, stopped when timing is done
+    energy_j: float | None = None
 
     def __post_init__(self) -> None:
         self._warm_left = self.warmup_steps
@@ -73,9 +76,13 @@ class RepeatClock:
         """One step of `batch_size` samples took `seconds` (wall, results on the host)."""
         if self.first_step_s is None:
             self.first_step_s = seconds
+            if self._warm_left == 0:
+                self._meter_start()
             return
         if self._warm_left > 0:
             self._warm_left -= 1
+            if self._warm_left == 0:
+                self._meter_start()
             return
         if self.done:
             return
@@ -88,6 +95,12 @@ class RepeatClock:
             self.throughputs.append(self._cur_steps * self.batch_size / self._cur_time if self._cur_time else 0.0)
             self.done = self.rule.finished(self.throughputs)
             self._cur_steps, self._cur_time = 0, 0.0
+            if self.done and self.meter is not None:
+                self.energy_j = self.meter.stop()
+
+    def _meter_start(self) -> None:
+        if self.meter is not None:
+            self.meter.start()
 
     def summary(self) -> dict:
         return {
@@ -97,4 +110,5 @@ class RepeatClock:
             "repeat_time_s": self.repeat_time_s,
             "steps": sum(self.repeat_steps),
             "stable": self.rule.stable(self.throughputs),
+            "energy_j": self.energy_j,
         }

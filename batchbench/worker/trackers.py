@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 MiB = 2**20
 
@@ -138,3 +141,107 @@ def nvml_process_bytes(pid: int | None = None) -> int | None:
             pynvml.nvmlShutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+class EnergyMeter:
+    """Joules spent over the timed region, where the hardware reports it.
+
+    GPUs: NVML's total-energy counter (millijoules, Volta and newer) read at both ends;
+    without it, NVML power samples integrated over time. CPUs: the RAPL package counters
+    under /sys/class/powercap when readable. Nothing reporting energy means None, never a
+    guess."""
+
+    def __init__(self, on_gpu: bool, nvml: Any = None, rapl_root: str = "/sys/class/powercap",
+                 sample_s: float = 0.05):
+        self.on_gpu, self.rapl_root, self.sample_s = on_gpu, rapl_root, sample_s
+        self.nvml = nvml
+        self.source: str | None = None
+        self._handles: list = []
+        self._start: list[float] = []
+        self._samples: list[tuple[float, float]] = []
+        self._thread = None
+        self._stop_flag = False
+
+    def start(self) -> None:
+        if self.on_gpu and self._nvml_ready():
+            try:
+                self._start = [float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
+                self.source = "nvml_energy"
+                return
+            except Exception:  # noqa: BLE001 - pre-Volta GPUs raise NotSupported
+                self._start_power_sampling()
+                return
+        readings = self._rapl_read()
+        if readings:
+            self._start, self.source = readings, "rapl"
+
+    def stop(self) -> float | None:
+        if self.source == "nvml_energy":
+            end = [float(self.nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._handles]
+            return sum(e - s for e, s in zip(end, self._start)) / 1000.0
+        if self.source == "nvml_power":
+            self._stop_flag = True
+            if self._thread:
+                self._thread.join()
+            self._sample_power()
+            pts = self._samples
+            return sum((t1 - t0) * (p0 + p1) / 2 for (t0, p0), (t1, p1) in zip(pts, pts[1:])) or None
+        if self.source == "rapl":
+            end = self._rapl_read()
+            if not end:
+                return None
+            total = 0.0
+            for (e, s, rng) in zip(end, self._start, self._rapl_ranges):
+                total += (e - s) if e >= s else (e + rng - s)  # the counter wrapped
+            return total / 1e6
+        return None
+
+    # -- NVML
+    def _nvml_ready(self) -> bool:
+        if self.nvml is None:
+            try:
+                import pynvml as nvml
+            except ImportError:
+                return False
+            self.nvml = nvml
+        try:
+            self.nvml.nvmlInit()
+            self._handles = [self.nvml.nvmlDeviceGetHandleByIndex(i) for i in range(self.nvml.nvmlDeviceGetCount())]
+        except Exception:  # noqa: BLE001 - no driver
+            return False
+        return bool(self._handles)
+
+    def _sample_power(self) -> None:
+        watts = sum(self.nvml.nvmlDeviceGetPowerUsage(h) for h in self._handles) / 1000.0
+        self._samples.append((time.perf_counter(), watts))
+
+    def _start_power_sampling(self) -> None:
+        import threading
+
+        try:
+            self._sample_power()
+        except Exception:  # noqa: BLE001
+            return
+        self.source = "nvml_power"
+
+        def loop() -> None:
+            while not self._stop_flag:
+                time.sleep(self.sample_s)
+                self._sample_power()
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    # -- RAPL
+    def _rapl_read(self) -> list[float] | None:
+        root = Path(self.rapl_root)
+        domains = sorted(p for p in root.glob("intel-rapl:*") if p.name.count(":") == 1) if root.exists() else []
+        values, ranges = [], []
+        for domain in domains:
+            try:
+                values.append(float((domain / "energy_uj").read_text()))
+                ranges.append(float((domain / "max_energy_range_uj").read_text()))
+            except (OSError, ValueError):
+                return None
+        self._rapl_ranges = ranges
+        return values or None
