@@ -362,6 +362,9 @@ class Sweep:
         if status == "oom":
             row["oom_kind"] = result.get("oom_kind") or ("device" if self.preflight.get("device", "cpu") != "cpu"
                                                          else "host")
+        if result.get("replicas"):
+            row["replicas"] = result["replicas"]
+            row["per_replica_batch_size"] = trial.batch_size // result["replicas"]
         for key in ("params", "device", "max_abs_diff", "consistent"):
             if result.get(key) is not None:
                 row[key] = result[key]

@@ -53,9 +53,14 @@ def group_table(key: str, rows: list[dict], slo_ms: float | None = None, percent
     show_target = any(r.get("target") for r in rows)
     lrs = {round(r["learning_rate"], 12) for r in rows if _num(r.get("learning_rate"))}
     show_lr = len(lrs) > 1
+    show_replicas = any(_num(r.get("replicas")) and r["replicas"] > 1 for r in rows) or \
+        any(_num(r.get("processes")) and r["processes"] > 1 for r in rows)
     show_latency = rows and rows[0].get("mode") == "predict"
     table = Table(title=f"{key}", box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
     table.add_column("batch", justify="right")
+    if show_replicas:
+        table.add_column("replicas", justify="right")
+        table.add_column("per replica", justify="right")
     table.add_column("status")
     table.add_column("samples/s", justify="right")
     table.add_column("spread", justify="right")
@@ -87,7 +92,10 @@ def group_table(key: str, rows: list[dict], slo_ms: float | None = None, percent
             note = f"{row['phase']} {note}"
         if row.get("bn_small_batch"):
             note = "small batch for BatchNorm " + note
-        cells = [str(row["batch_size"]), Text(status if row.get("stable") is not False else "ok (unstable)",
+        cells = [str(row["batch_size"])]
+        if show_replicas:
+            cells += [str(row.get("replicas") or ""), str(row.get("per_replica_batch_size") or "")]
+        cells += [Text(status if row.get("stable") is not False else "ok (unstable)",
                                               style=STATUS_STYLE.get(status, "")),
                  fmt(row.get("throughput_sps")), spread, fmt(row.get("step_ms_median"), 2),
                  fmt(row.get("step_ms_p90"), 2)]

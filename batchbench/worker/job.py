@@ -44,7 +44,34 @@ def _setup(config: dict, axes: dict) -> dict:
     precision = axes.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(int(config["sweep"]["seed"]))
+    device_info["strategy"] = make_strategy(axes.get("strategy", "default"), backend, device_info)
     return device_info
+
+
+def make_strategy(name: str, backend: str, device_info: dict):
+    """tf.distribute.MirroredStrategy over the devices `device` names (logical devices
+    included: how the multi-device path runs on one CPU); None for the default."""
+    if name != "mirrored":
+        return None
+    if backend != "tensorflow":
+        raise ConfigError("strategy: mirrored is TensorFlow's; use backend tensorflow", key="sweep.strategy")
+    import tensorflow as tf
+
+    kind = "GPU" if device_info.get("kind") == "gpu" else "CPU"
+    devices = [d.name for d in tf.config.list_logical_devices(kind)]
+    return tf.distribute.MirroredStrategy(devices=devices)
+
+
+def _scope(device_info: dict):
+    import contextlib
+
+    strategy = device_info.get("strategy")
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def _replicas(device_info: dict) -> int:
+    strategy = device_info.get("strategy")
+    return int(strategy.num_replicas_in_sync) if strategy is not None else 1
 
 
 class Workload:
@@ -121,7 +148,12 @@ def _wrap_layer(layer, file_data, config):
 
 def preflight(config: dict, axes: dict) -> dict:
     """Everything a trial would build, checked once before any trial runs."""
-    _setup(config, axes)
+    device_info = _setup(config, axes)
+    with _scope(device_info):
+        return _preflight(config, axes, device_info)
+
+
+def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
     work = Workload(config, axes)
     import numpy as np
 
@@ -151,6 +183,7 @@ def preflight(config: dict, axes: dict) -> dict:
         "metrics": [m for m in (config["model"].get("compile") or {}).get("metrics") or []],
         "device": describe_device(axes.get("backend", "tensorflow")),
         "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
+        "replicas": _replicas(device_info),
     }
 
 
@@ -184,6 +217,13 @@ def run_trial(config: dict, trial: dict) -> dict:
     from batchbench.worker.trackers import EnergyMeter
 
     meter = EnergyMeter(on_gpu=device_info.get("kind") == "gpu" or _jax_or_torch_on_gpu(backend))
+    with _scope(device_info):
+        result = _measure(config, trial, axes, backend, meter, host)
+    result["replicas"] = _replicas(device_info)
+    return result
+
+
+def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -> dict:
     device = DeviceMemory(backend)
     device.start()
     from batchbench.worker.devices import describe_device
