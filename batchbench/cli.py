@@ -45,6 +45,12 @@ def sweep_options(func):
         click.option("--backend", help="Axis: tensorflow,jax,torch"),
         click.option("--strategy", help="Axis: default,mirrored"),
         click.option("--resume", type=click.Path(path_type=Path), help="Finish an interrupted run directory."),
+        click.option("--num-processes", type=int, help="Multi-process run (JAX): how many processes in all."),
+        click.option("--process-id", type=int, help="Multi-process run: this process's rank, 0 to N-1."),
+        click.option("--coordinator", help="Multi-process run: HOST:PORT of process 0 (ports PORT, PORT+1, ... are used)."),
+        click.option("--local-processes", type=int, help="Start N processes on this machine and run them together."),
+        click.option("--join-timeout", type=int, help="Multi-process run: seconds to wait for all processes "
+                                                         "to join (default 60)."),
         click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or tables."),
         click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every trial log."),
@@ -111,18 +117,31 @@ def run_sweep_command(config, raw, kw: dict) -> None:
         config.output.plots = False
     static_checks(config)
     check_backends(config)
+    from batchbench.sweep import parse_distributed
+
+    distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
+                                    kw.get("join_timeout"))
+    launcher = None
+    if kw.get("local_processes"):
+        from batchbench.launcher import LocalLauncher
+
+        launcher = LocalLauncher(config, kw)
+        distributed, kw["out"] = launcher.start()
     as_json, quiet = kw.get("as_json"), kw.get("quiet")
     err_console = make_console(stderr=True)
     out_console = err_console if as_json else make_console()
     progress = None if quiet else TerminalProgress(err_console)
     options = SweepOptions(out=kw.get("out"), resume=kw.get("resume"), verbose=kw.get("verbose", False),
-                           progress=progress)
+                           progress=progress, distributed=distributed,
+                           peer_failed=launcher.peer_failed if launcher else None)
     sweep = Sweep(config, options, raw_config=raw)
     try:
         outcome = sweep.run()
     finally:
         if progress:
             progress.stop()
+        if launcher:
+            launcher.finish()
     _write_reports(outcome, config)
     if not quiet:
         render_results(out_console, outcome.rows, config.varying_axes(), outcome.summary,

@@ -25,6 +25,7 @@ COLUMNS = [
     "trial_id", "phase", "steps", "samples", "timed_s", "device", "oom_kind", "headroom_mib",
     "max_abs_diff", "consistent",
     "precision", "jit_compile", "backend", "strategy", "replicas", "per_replica_batch_size",
+    "processes", "devices_per_process", "per_process_batch_size",
     "final_loss", "val_loss", "learning_rate", "updates", "epochs", "samples_seen", "train_time_s",
     "target", "time_to_target_s", "epochs_to_target", "bn_small_batch",
     "energy_j", "j_per_1k",
@@ -131,8 +132,9 @@ def parse_value(column: str, text: str) -> Any:
         return None
     if text in ("true", "false"):
         return text == "true"
-    if column in ("batch_size", "repeats", "params", "steps", "samples", "replicas",
-                  "per_replica_batch_size", "updates", "epochs", "epochs_to_target"):
+    if column in ("batch_size", "repeats", "params", "steps", "samples", "replicas", "processes",
+                  "devices_per_process", "per_process_batch_size", "per_replica_batch_size", "updates",
+                  "epochs", "epochs_to_target"):
         try:
             return int(float(text))
         except ValueError:

@@ -30,6 +30,58 @@ MiB = 2**20
 NOISY_CV = 0.10  # throughput varying more than this between repeats earns a warning
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """One process of a multi-process run (Keras 3 on JAX, data parallel)."""
+
+    num_processes: int
+    process_id: int
+    host: str
+    port: int
+    timeout_s: int = 60
+
+    def coordinator(self, job_index: int) -> str:
+        # Every job (preflight, each trial) joins afresh: a fresh process per trial, so a
+        # fresh port per job, in the same order on every process.
+        return f"{self.host}:{self.port + job_index}"
+
+
+def parse_distributed(num_processes: int | None, process_id: int | None, coordinator: str | None,
+                      join_timeout: int | None = None) -> Distributed | None:
+    if num_processes is None and process_id is None and coordinator is None:
+        return None
+    if join_timeout is not None and join_timeout < 1:
+        raise ConfigError(f"got {join_timeout}, expected seconds (1 or more)", key="--join-timeout")
+    if not num_processes or num_processes < 1:
+        raise ConfigError(f"got {num_processes!r}, expected the number of processes (1 or more)",
+                          key="--num-processes")
+    if process_id is None or not 0 <= process_id < num_processes:
+        raise ConfigError(f"got {process_id!r}, expected 0 to {num_processes - 1}", key="--process-id")
+    host, _, port = (coordinator or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"got {coordinator!r}, expected HOST:PORT (e.g. 10.0.0.1:12345)", key="--coordinator")
+    return Distributed(num_processes, process_id, host, int(port), join_timeout or 60)
+
+
+def check_distributed(config: Config, dist: Distributed, resume: Path | None) -> None:
+    label = config.source_file or "config"
+    if config.sweep.backend != ["jax"]:
+        raise ConfigError("multi-process runs use Keras 3 on JAX (TensorFlow's MultiWorkerMirroredStrategy "
+                          "does not work with Keras 3): set sweep.backend: jax or pass --backend jax",
+                          file=label, key="sweep.backend")
+    if config.sweep.modes != ["fit"]:
+        raise ConfigError("multi-process runs measure data-parallel training: use modes: [fit]", file=label,
+                          key="sweep.modes")
+    if resume:
+        raise ConfigError("a multi-process run cannot be resumed (the other processes keep no results); "
+                          "start it again", key="--resume")
+    bad = [b for b in config.sweep.batch_sizes if b % dist.num_processes]
+    if bad:
+        raise ConfigError(f"batch sizes {', '.join(map(str, bad))} do not split evenly over "
+                          f"{dist.num_processes} processes (the batch size is the global batch)",
+                          file=label, key="sweep.batch_sizes")
+
+
 @dataclass
 class SweepOptions:
     out: Path | None = None
@@ -37,6 +89,8 @@ class SweepOptions:
     verbose: bool = False
     progress: Any = None            # a callable(event: dict) for the terminal, or None
     write_fault: Callable | None = None  # tests inject OSError mid-run here
+    distributed: Distributed | None = None
+    peer_failed: Callable[[], str | None] | None = None  # the local launcher's view of its peers
 
 
 @dataclass
@@ -145,6 +199,10 @@ class Sweep:
             self.run_id = previous.get("run_id") or run_dir.name
         else:
             run_dir = Path(self.options.out) if self.options.out else default_run_dir(self.config)
+            dist = self.options.distributed
+            if dist and dist.process_id > 0:
+                # Process 0 alone writes results.csv; the others keep their own rows apart.
+                run_dir = run_dir / "peers" / f"process-{dist.process_id}"
             if (run_dir / RESULTS_CSV).exists():
                 raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
                                   "or choose another --out", key="--out")
@@ -165,9 +223,21 @@ class Sweep:
     def _job_config(self) -> dict:
         data = self.config.resolved()
         data["_base_dir"] = self.config.base_dir
+        dist = self.options.distributed
+        if dist:
+            self._jobs = getattr(self, "_jobs", -1) + 1
+            data["_distributed"] = {"coordinator": dist.coordinator(self._jobs), "num_processes": dist.num_processes,
+                                    "process_id": dist.process_id, "timeout_s": dist.timeout_s}
+            # Equal step counts in every process, or the collectives deadlock: no time rule.
+            data["sweep"]["min_time_s"] = 0.0
         return data
 
     def _preflight(self) -> dict:
+        if self.options.distributed:
+            check_distributed(self.config, self.options.distributed, self.options.resume)
+        return self._preflight_job()
+
+    def _preflight_job(self) -> dict:
         """Build the model and data once in a worker: a bad model or data is a config error
         (exit 2) before any trial runs, not a row of errors."""
         label = self.config.source_file or "config"
@@ -179,6 +249,13 @@ class Sweep:
         result = outcome.result or {}
         if result.get("status") == "config_error":
             raise ConfigError(result["message"], file=label, key=result.get("key"))
+        dist = self.options.distributed
+        if result.get("status") != "ok" and dist and log.exists() and any(
+                marker in log.read_text(errors="replace") for marker in ("DEADLINE_EXCEEDED", "CoordinationService")):
+            # JAX aborts the process when the job cannot form: say what the user can fix.
+            raise ConfigError(f"could not join the {dist.num_processes} processes through the coordinator "
+                              f"{dist.coordinator(0)} within {dist.timeout_s} s: is process 0 running, and the port "
+                              f"reachable from here? (details in {log})", key="--coordinator")
         if result.get("status") != "ok":
             reason = result.get("error") or _ending(outcome) or "unknown failure"
             raise ConfigError(f"the model and data could not be built: {reason} (details in {log})", file=label)
@@ -260,6 +337,11 @@ class Sweep:
                 self.rows.append(row)
                 self._write_run_json()
                 self._emit(event="done", index=index, total=total, row=row)
+                if self.options.distributed and row["status"] in ("error", "timeout"):
+                    # A process that failed leaves the others waiting at the next join: stop here.
+                    self.warnings.append(f"stopped after {trial.trial_id} failed ({row['error']}): the other "
+                                         "processes of a multi-process run cannot go on without it")
+                    return
             if plan.find_max:
                 self.frontier[plan.group.key] = self._frontier(plan)
 
@@ -267,6 +349,8 @@ class Sweep:
         """The critical batch size, estimated once per sweep when training quality is asked for."""
         sweep = self.config.sweep
         if "fit" not in sweep.modes or not (sweep.epochs or sweep.target) or self.interrupted:
+            return
+        if self.options.distributed:
             return
         if self.previous_noise is not None:
             self.noise = self.previous_noise
@@ -312,10 +396,21 @@ class Sweep:
                              "reference_path": str(self._reference_path(trial)) if trial.mode == "predict" else None}}
         self.current_worker = worker
         started = time.perf_counter()
+        peer_note: list[str] = []
+
+        def watch_peers() -> None:
+            if self.options.peer_failed and not peer_note:
+                reason = self.options.peer_failed()
+                if reason:
+                    peer_note.append(reason)
+                    worker.interrupt()
+
         outcome = worker.run(request, timeout_s=self.config.sweep.trial_timeout_s,
-                             memory_cap_bytes=self._memory_cap(), log_path=log_path)
+                             memory_cap_bytes=self._memory_cap(), log_path=log_path, on_tick=watch_peers)
         self.current_worker = None
         row = self._row_from_outcome(trial, outcome, time.perf_counter() - started)
+        if peer_note and row["status"] != "ok":
+            row.update(status="error", error=f"{peer_note[0]}; this process's trial was ended")
         if row["status"] == "ok" and not self.options.verbose:
             log_path.unlink(missing_ok=True)
         return row
@@ -365,6 +460,10 @@ class Sweep:
         if result.get("replicas"):
             row["replicas"] = result["replicas"]
             row["per_replica_batch_size"] = trial.batch_size // result["replicas"]
+        if result.get("processes"):
+            row["processes"] = result["processes"]
+            row["devices_per_process"] = result.get("devices_per_process")
+            row["per_process_batch_size"] = trial.batch_size // result["processes"]
         for key in ("params", "device", "max_abs_diff", "consistent"):
             if result.get(key) is not None:
                 row[key] = result[key]

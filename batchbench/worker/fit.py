@@ -29,18 +29,27 @@ class StepTimer(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_000_000, meter=None) -> dict:
-    """Fit on whole batches only: a partial last batch is another shape (Keras retraces)."""
+def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_000_000, meter=None,
+                processes: int = 1, process_id: int = 0) -> dict:
+    """Fit on whole batches only: a partial last batch is another shape (Keras retraces).
+
+    With several processes `batch_size` is the global batch: each process feeds its own
+    rows (every `processes`-th of the same whole-batch data) in batches of
+    batch_size / processes, so every process runs the same number of steps."""
     n_full = (train.samples // batch_size) * batch_size
     data = train.take(0, n_full)
     steps_per_epoch = n_full // batch_size
+    local_batch = batch_size // processes
+    if processes > 1:
+        idx = list(range(process_id, n_full, processes))
+        data = type(data)(_take_rows(data.x, idx), _take_rows(data.y, idx), data.source)
     min_steps = sweep["min_steps"]
     if sweep.get("epochs"):
         min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
     rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"],
                      WindowRule.from_sweep(sweep, windows=False), meter=meter)
     timer = StepTimer(rc)
-    history = model.fit(data.x, data.y, batch_size=batch_size, epochs=epochs_cap, shuffle=True,
+    history = model.fit(data.x, data.y, batch_size=local_batch, epochs=epochs_cap, shuffle=processes == 1,
                         verbose=0, callbacks=[timer])
     out = rc.summary()
     out["steps_per_epoch"] = steps_per_epoch
@@ -48,3 +57,11 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     losses = history.history.get("loss") or []
     out["final_loss"] = float(losses[-1]) if losses else None
     return out
+
+
+def _take_rows(x, idx):
+    if isinstance(x, dict):
+        return {k: v[idx] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [v[idx] for v in x]
+    return x[idx]

@@ -45,7 +45,31 @@ def _setup(config: dict, axes: dict) -> dict:
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(int(config["sweep"]["seed"]))
     device_info["strategy"] = make_strategy(axes.get("strategy", "default"), backend, device_info)
+    distributed = config.get("_distributed")
+    if distributed:
+        device_info.update(join_processes(distributed))
     return device_info
+
+
+def join_processes(dist: dict) -> dict:
+    """Multi-process data parallelism (Keras 3 on JAX): join the job, then make every
+    process's batch one shard of a global batch. Must run before the model is built."""
+    import jax
+    import keras
+
+    try:
+        jax.distributed.initialize(coordinator_address=dist["coordinator"], num_processes=dist["num_processes"],
+                                   process_id=dist["process_id"],
+                                   initialization_timeout=int(dist.get("timeout_s", 60)),
+                                   heartbeat_timeout_seconds=10)
+    except Exception as exc:  # noqa: BLE001 - jax raises RuntimeError/XlaRuntimeError/DEADLINE_EXCEEDED
+        raise ConfigError(f"could not join {dist['num_processes']} processes through the coordinator "
+                          f"{dist['coordinator']} within {dist.get('timeout_s', 60)} s: {one_line(exc)}",
+                          key="--coordinator") from None
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=keras.distribution.list_devices(), auto_shard_dataset=False))
+    return {"processes": jax.process_count(), "devices_per_process": jax.local_device_count(),
+            "total_devices": jax.device_count()}
 
 
 def make_strategy(name: str, backend: str, device_info: dict):
@@ -150,7 +174,9 @@ def preflight(config: dict, axes: dict) -> dict:
     """Everything a trial would build, checked once before any trial runs."""
     device_info = _setup(config, axes)
     with _scope(device_info):
-        return _preflight(config, axes, device_info)
+        out = _preflight(config, axes, device_info)
+    out.update({k: device_info[k] for k in ("processes", "devices_per_process", "total_devices") if k in device_info})
+    return out
 
 
 def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
@@ -219,7 +245,10 @@ def run_trial(config: dict, trial: dict) -> dict:
     meter = EnergyMeter(on_gpu=device_info.get("kind") == "gpu" or _jax_or_torch_on_gpu(backend))
     with _scope(device_info):
         result = _measure(config, trial, axes, backend, meter, host)
-    result["replicas"] = _replicas(device_info)
+    result["replicas"] = device_info.get("total_devices") or _replicas(device_info)
+    for key in ("processes", "devices_per_process"):
+        if key in device_info:
+            result[key] = device_info[key]
     return result
 
 
@@ -253,7 +282,9 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -
         lr = quality.scaled_learning_rate(reference_lr, sweep.get("lr_scaling") or "none", batch_size,
                                           sweep.get("base_batch_size") or min(sweep["batch_sizes"]))
         compile_model(work.model, config, jit_compile=jit, learning_rate=lr)
-        measured = measure_fit(work.model, work.train, batch_size, sweep, meter=meter)
+        dist = config.get("_distributed") or {}
+        measured = measure_fit(work.model, work.train, batch_size, sweep, meter=meter,
+                               processes=dist.get("num_processes", 1), process_id=dist.get("process_id", 0))
         extra["learning_rate"] = lr
         extra["final_loss"] = measured.pop("final_loss", None)
         if (sweep.get("epochs") or sweep.get("target")) and trial.get("phase") != "confirm":
