@@ -28,7 +28,7 @@ COLUMNS = [
     "processes", "devices_per_process", "per_process_batch_size",
     "final_loss", "val_loss", "learning_rate", "updates", "epochs", "samples_seen", "train_time_s",
     "target", "time_to_target_s", "epochs_to_target", "bn_small_batch",
-    "energy_j", "j_per_1k",
+    "energy_j", "j_per_1k", "nvml_process_mib",
 ]
 
 RESULTS_CSV = "results.csv"

@@ -464,7 +464,7 @@ class Sweep:
             row["processes"] = result["processes"]
             row["devices_per_process"] = result.get("devices_per_process")
             row["per_process_batch_size"] = trial.batch_size // result["processes"]
-        for key in ("params", "device", "max_abs_diff", "consistent"):
+        for key in ("params", "device", "max_abs_diff", "consistent", "nvml_process_mib"):
             if result.get(key) is not None:
                 row[key] = result[key]
         for key, value in (result.get("quality") or {}).items():
