@@ -85,11 +85,10 @@ def _load(config_path: str | None, resume: Path | None, default: dict | None = N
     from batchbench.config import config_from_dict, load_config
 
     if config_path:
-        import yaml
+        from batchbench.config import read_yaml
 
         config = load_config(config_path)
-        raw = yaml.safe_load(Path(config_path).read_text())
-        return config, raw
+        return config, read_yaml(config_path)
     if resume:
         from batchbench.results import RUN_JSON, read_run_json
 
@@ -108,9 +107,7 @@ def _load(config_path: str | None, resume: Path | None, default: dict | None = N
 def run_sweep_command(config, raw, kw: dict) -> None:
     from batchbench.config import apply_overrides, static_checks
     from batchbench.report.tables import make_console, render_results
-    from batchbench.sweep import Sweep, SweepOptions, dumps
-
-    from batchbench.sweep import check_backends
+    from batchbench.sweep import Sweep, SweepOptions, check_backends, dumps
 
     config = apply_overrides(config, **_overrides(kw))
     if kw.get("no_plots"):
@@ -175,8 +172,14 @@ class TerminalProgress:
     """Trial n of N, mode, batch size, elapsed and ETA, on stderr."""
 
     def __init__(self, console):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
@@ -260,7 +263,6 @@ def predict_throughput(config, model_ref, input_shape, **kw):
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
     from batchbench.config import load_config, static_checks
-
     from batchbench.sweep import check_backends
 
     cfg = load_config(config)

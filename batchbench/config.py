@@ -1,21 +1,39 @@
-"""YAML -> validated config objects. Every error names the file, the key path, what was
-found and what was expected. Plain Python: never imports TensorFlow."""
+"""YAML -> validated config objects. Plain Python: never imports TensorFlow.
+
+Every error reads ``<file>: <key.path>: <what was found>, <what was expected>``; a config with
+several problems gets one such line per problem, under a count."""
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import hashlib
+import importlib.machinery
+import importlib.util
 import json
+import os
 import re
+import sys
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from batchbench.errors import ConfigError
-from batchbench.units import parse_fraction, parse_size, powers_of_two
+from batchbench.units import parse_batch_sizes, parse_fraction, parse_size, powers_of_two
 
 BUILTIN_MODELS = ("mlp", "cnn")
 MODES = ("fit", "predict")
@@ -25,6 +43,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 STRATEGIES = ("default", "mirrored")
 LR_SCALING = ("none", "linear", "sqrt")
 AXES = ("precision", "jit_compile", "backend", "strategy")
+MODEL_SOURCES = ("builtin", "application", "path", "factory")
+DATA_SOURCES = ("synthetic", "npz", "csv", "callable")
+MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 class KeyedError(ValueError):
@@ -35,39 +56,107 @@ class KeyedError(ValueError):
         self.subkey = subkey
 
 
+def show(value: Any) -> str:
+    """A found value as the user wrote it in YAML (null, true, 'text', [1, 2]), kept short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {show(v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(show(v) for v in value) + "]"
+    else:
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _not_bool(value: Any) -> Any:
+    # pydantic's lax mode reads `true` as 1; in a config that is always a mistake.
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")  # _describe words it from the field's type
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+Num = Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=False)
 
 
-def _exactly_one(obj: BaseModel, fields: tuple[str, ...], what: str) -> None:
+def _exactly_one(obj: BaseModel, fields: tuple[str, ...]) -> None:
     given = [f for f in fields if getattr(obj, f) is not None]
     if len(given) != 1:
-        found = ", ".join(given) if given else "none"
-        raise ValueError(f"{what} needs exactly one of {', '.join(fields)}; found {found}")
+        found = " and ".join(given) if given else "none of them"
+        raise KeyedError("", f"got {found}, expected exactly one of {_either(fields)}")
+
+
+def _either(values) -> str:
+    values = [str(v) for v in values]
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
 
 
 def _positive_int(value: Any, subkey: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise KeyedError(subkey, f"got {value!r}, expected a positive integer")
-    if value <= 0:
-        raise KeyedError(subkey, f"got {value!r}, expected a positive integer")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise KeyedError(subkey, f"got {show(value)}, expected a positive integer")
+    return value
+
+
+def _reference(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", value):
+        raise ValueError(f"got {show(value)}, expected 'module:function' (e.g. mymodels:build)")
     return value
 
 
 # ---------------------------------------------------------------- model
 class OptimizerSpec(BaseModel):
+    """``{name, learning_rate, ...}``; other keys go to the optimizer as they are (beta_1, momentum)."""
+
     model_config = ConfigDict(extra="allow")
     name: str
-    learning_rate: float | None = Field(default=None, gt=0)
+    learning_rate: Num | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _misspelled_learning_rate(self) -> OptimizerSpec:
+        for key in self.model_extra or {}:
+            if key in ("lr", "learningrate", "rate") or difflib.get_close_matches(key, ["learning_rate"], cutoff=0.8):
+                raise KeyedError(f".{key}", "unknown key, did you mean 'learning_rate'?")
+        return self
+
+
+def _optimizer_kind(value: Any) -> str | None:
+    # A dict when validating, an OptimizerSpec when serializing.
+    if isinstance(value, str):
+        return "name"
+    return "spec" if isinstance(value, (dict, OptimizerSpec)) else None
+
+
+# Tags of tagged unions appear in pydantic's error locations; they are not keys the user wrote.
+_UNION_TAGS = {"~name", "~spec"}
+
+Optimizer = Annotated[
+    Union[Annotated[str, Tag("~name")], Annotated[OptimizerSpec, Tag("~spec")]],  # noqa: UP007 - tags need Union
+    Discriminator(
+        lambda v: None if _optimizer_kind(v) is None else "~" + _optimizer_kind(v),
+        custom_error_type="optimizer_type",
+        custom_error_message="expected an optimizer name such as adam, or {name: adam, learning_rate: 0.001}",
+    ),
+]
 
 
 class CompileSpec(_Strict):
-    optimizer: str | OptimizerSpec = "adam"
+    optimizer: Optimizer = "adam"
     loss: str | None = None
     metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _one_metric(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class ModelSpec(_Strict):
@@ -77,31 +166,31 @@ class ModelSpec(_Strict):
     factory: str | None = None
     kwargs: dict[str, Any] = Field(default_factory=dict)
     compile: CompileSpec | None = None
-    input_shape: list[int] | None = None
+    input_shape: list[Int] | None = None
 
     @field_validator("factory")
     @classmethod
     def _factory_form(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[\w.]+:[\w.]+", value):
-            raise ValueError(f"got {value!r}, expected 'package.module:function'")
-        return value
+        return _reference(value)
 
     @field_validator("input_shape")
     @classmethod
     def _shape(cls, value: list[int] | None) -> list[int] | None:
         if value is not None:
+            if not value:
+                raise ValueError("got an empty list, expected the input's dimensions such as [96, 96, 3]")
             for i, dim in enumerate(value):
                 _positive_int(dim, f"[{i}]")
         return value
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:
-        _exactly_one(self, ("builtin", "application", "path", "factory"), "model")
+        _exactly_one(self, MODEL_SOURCES)
         return self
 
     @property
     def source(self) -> str:
-        for key in ("builtin", "application", "path", "factory"):
+        for key in MODEL_SOURCES:
             if getattr(self, key) is not None:
                 return key
         raise AssertionError("validated model has a source")
@@ -116,9 +205,9 @@ class ModelSpec(_Strict):
 
 # ---------------------------------------------------------------- data
 class SyntheticSpec(_Strict):
-    samples: int = Field(default=1024, gt=0)
-    num_classes: int | None = Field(default=None, gt=1)
-    input_shape: list[int] | None = None
+    samples: Int = Field(default=1024, gt=0)
+    num_classes: Int | None = Field(default=None, gt=1)
+    input_shape: list[Int] | None = None
 
 
 class NpzSpec(_Strict):
@@ -140,9 +229,7 @@ class CallableSpec(_Strict):
     @field_validator("function")
     @classmethod
     def _function_form(cls, value: str) -> str:
-        if not re.fullmatch(r"[\w.]+:[\w.]+", value):
-            raise ValueError(f"got {value!r}, expected 'package.module:function'")
-        return value
+        return _reference(value)
 
 
 class DataSpec(_Strict):
@@ -150,29 +237,24 @@ class DataSpec(_Strict):
     npz: NpzSpec | None = None
     csv: CsvSpec | None = None
     callable: CallableSpec | None = None
-    validation_split: float = Field(default=0.0, ge=0.0, lt=1.0)
-
-    @field_validator("synthetic", mode="before")
-    @classmethod
-    def _empty_synthetic(cls, value: Any) -> Any:
-        return {} if value is None or value is True else value
+    validation_split: Num = Field(default=0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="before")
     @classmethod
     def _bare_synthetic(cls, data: Any) -> Any:
-        # `synthetic:` with nothing under it means "all defaults".
-        if isinstance(data, dict) and "synthetic" in data and data["synthetic"] is None:
+        # `synthetic:` with nothing under it (or `synthetic: true`) means "all defaults".
+        if isinstance(data, dict) and data.get("synthetic", False) in (None, True):
             data = {**data, "synthetic": {}}
         return data
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
-        _exactly_one(self, ("synthetic", "npz", "csv", "callable"), "data")
+        _exactly_one(self, DATA_SOURCES)
         return self
 
     @property
     def source(self) -> str:
-        return next(k for k in ("synthetic", "npz", "csv", "callable") if getattr(self, k) is not None)
+        return next(k for k in DATA_SOURCES if getattr(self, k) is not None)
 
 
 # ---------------------------------------------------------------- device
@@ -181,14 +263,14 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|gpu|gpu:\d+(,\d+)*)$")
 
 class DeviceSpec(_Strict):
     use: str = "auto"
-    logical_devices: int | None = Field(default=None, gt=0)
+    logical_devices: Int | None = Field(default=None, gt=0)
 
     @field_validator("use", mode="before")
     @classmethod
     def _use(cls, value: Any) -> str:
-        text = str(value).strip().lower().replace(" ", "")
-        if not _DEVICE_RE.match(text):
-            raise ValueError(f"got {value!r}, expected auto, cpu, gpu, gpu:N or gpu:0,1")
+        text = str(value).strip().lower().replace(" ", "") if isinstance(value, str) else None
+        if text is None or not _DEVICE_RE.match(text):
+            raise ValueError(f"got {show(value)}, expected auto, cpu, gpu, gpu:N or a list of GPUs such as gpu:0,1")
         return text
 
     @property
@@ -203,54 +285,73 @@ class DeviceSpec(_Strict):
 
 # ---------------------------------------------------------------- sweep
 class StabilitySpec(_Strict):
-    window_steps: int = Field(default=10, gt=0)
-    tolerance: float = Field(default=0.10, gt=0, lt=1)
-    max_windows: int = Field(default=12, ge=3)
+    window_steps: Int = Field(default=10, gt=0)
+    tolerance: Num = Field(default=0.10, gt=0, lt=1)
+    max_windows: Int = Field(default=12, ge=3)
 
 
 class TargetSpec(_Strict):
     metric: str
-    value: float
-    max_epochs: int = Field(default=20, gt=0)
+    value: Num
+    max_epochs: Int = Field(default=20, gt=0)
 
 
-def _axis_list(value: Any, allowed: tuple | None, key: str) -> list:
+def _axis_list(value: Any, allowed: tuple) -> list:
     values = value if isinstance(value, list) else [value]
     if not values:
         raise ValueError("got an empty list, expected at least one value")
     out = []
     for i, item in enumerate(values):
-        if allowed is not None and item not in allowed:
+        if not any(a == item and type(a) is type(item) for a in allowed):
             sub = f"[{i}]" if isinstance(value, list) else ""
-            raise KeyedError(sub, f"got {item!r}, expected one of {', '.join(map(str, allowed))}")
+            raise KeyedError(sub, f"got {show(item)}, expected {_either(show(a).strip(chr(39)) for a in allowed)}")
         if item not in out:
             out.append(item)
     return out
+
+
+def _batch_size_range(value: dict) -> list[int]:
+    for key in value:
+        if key not in ("min", "max"):
+            guess = difflib.get_close_matches(str(key), ["min", "max"], n=1)
+            hint = f"did you mean '{guess[0]}'?" if guess else "expected min and max"
+            raise KeyedError(f".{key}", f"unknown key, {hint}")
+    for key in ("min", "max"):
+        if key not in value:
+            raise KeyedError(f".{key}", "missing, expected both min and max (e.g. {min: 8, max: 256})")
+        _positive_int(value[key], f".{key}")
+    low, high = int(value["min"]), int(value["max"])
+    if low > high:
+        raise KeyedError("", f"got min {low} larger than max {high}, expected min <= max")
+    try:
+        return powers_of_two(low, high)
+    except ValueError as exc:
+        raise KeyedError("", str(exc)) from None
 
 
 class SweepSpec(_Strict):
     batch_sizes: list[int]
     modes: list[Literal["fit", "predict"]] = Field(default_factory=lambda: ["fit", "predict"])
     methods: list[Literal["predict", "serve"]] = Field(default_factory=lambda: ["predict", "serve"])
-    epochs: int = Field(default=1, gt=0)
-    repeats: int = Field(default=7, gt=0)
-    seed: int = 0
-    warmup_steps: int = Field(default=2, ge=0)
-    min_steps: int = Field(default=5, gt=0)
-    min_time_s: float = Field(default=0.25, ge=0)
-    trial_timeout_s: float = Field(default=900.0, gt=0)
+    epochs: Int | None = Field(default=None, gt=0)
+    repeats: Int = Field(default=7, gt=0)
+    seed: Int = 0
+    warmup_steps: Int = Field(default=2, ge=0)
+    min_steps: Int = Field(default=5, gt=0)
+    min_time_s: Num = Field(default=0.25, ge=0)
+    trial_timeout_s: Num = Field(default=900.0, gt=0)
     stability: StabilitySpec = Field(default_factory=StabilitySpec)
-    slo_ms: float | None = Field(default=None, gt=0)
-    percentile: float = Field(default=99.0, gt=0, le=100)
+    slo_ms: Num | None = Field(default=None, gt=0)
+    percentile: Num = Field(default=99.0, gt=0, le=100)
     find_max: bool = False
-    search_granularity: int = Field(default=8, gt=0)
+    search_granularity: Int = Field(default=8, gt=0)
     margin: float = 0.0
     memory_limit: int | None = None
-    memory_fraction: float = Field(default=0.9, gt=0, le=1)
+    memory_fraction: Num = Field(default=0.9, gt=0, le=1)
     device_memory_limit: int | None = None
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    base_batch_size: int | None = Field(default=None, gt=0)
-    lr_warmup_epochs: int = Field(default=0, ge=0)
+    base_batch_size: Int | None = Field(default=None, gt=0)
+    lr_warmup_epochs: Int = Field(default=0, ge=0)
     target: TargetSpec | None = None
     precision: list[str] = Field(default_factory=lambda: ["float32"])
     jit_compile: list[bool | Literal["auto"]] = Field(default_factory=lambda: ["auto"])
@@ -261,30 +362,18 @@ class SweepSpec(_Strict):
     @classmethod
     def _batch_sizes(cls, value: Any) -> list[int]:
         if isinstance(value, dict):
-            unknown = set(value) - {"min", "max"}
-            if unknown:
-                raise KeyedError(f".{sorted(unknown)[0]}", "unknown key, expected min and max")
-            for key in ("min", "max"):
-                if key not in value:
-                    raise KeyedError(f".{key}", "missing, a range needs both min and max")
-                _positive_int(value[key], f".{key}")
-            try:
-                return powers_of_two(int(value["min"]), int(value["max"]))
-            except ValueError as exc:
-                raise KeyedError("", str(exc)) from None
-        if isinstance(value, (int, str)) and not isinstance(value, bool):
-            value = [value] if isinstance(value, int) else value
+            return _batch_size_range(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
         if isinstance(value, str):
-            from batchbench.units import parse_batch_sizes
-
             try:
                 return parse_batch_sizes(value)
             except ValueError as exc:
                 raise KeyedError("", str(exc)) from None
         if not isinstance(value, list):
-            raise ValueError(f"got {value!r}, expected a list of positive integers or {{min, max}}")
+            raise ValueError(f"got {show(value)}, expected a list such as [8, 16, 32] or a range {{min: 8, max: 256}}")
         if not value:
-            raise ValueError("got an empty list, expected at least one batch size")
+            raise ValueError("got an empty list, expected at least one batch size such as [8, 16, 32]")
         return sorted({_positive_int(v, f"[{i}]") for i, v in enumerate(value)})
 
     @field_validator("margin", mode="before")
@@ -302,36 +391,35 @@ class SweepSpec(_Strict):
     def _listify(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",")]
-        if isinstance(value, list) and not value:
-            raise ValueError("got an empty list, expected at least one value")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("got an empty list, expected at least one value")
+            value = list(dict.fromkeys(value)) if all(isinstance(v, str) for v in value) else value
         return value
 
     @field_validator("precision", mode="before")
     @classmethod
     def _precision(cls, value: Any) -> list[str]:
-        return _axis_list(value, PRECISIONS, "precision")
+        return _axis_list(value, PRECISIONS)
 
     @field_validator("jit_compile", mode="before")
     @classmethod
     def _jit(cls, value: Any) -> list:
-        values = value if isinstance(value, list) else [value]
-        normalized = []
-        for v in values:
-            if isinstance(v, str) and v.lower() in ("true", "false"):
-                v = v.lower() == "true"
-            normalized.append(v)
-        return _axis_list(normalized if isinstance(value, list) else normalized[0],
-                          (True, False, "auto"), "jit_compile")
+        def normal(v: Any) -> Any:
+            return v.lower() == "true" if isinstance(v, str) and v.lower() in ("true", "false") else v
+
+        return _axis_list([normal(v) for v in value] if isinstance(value, list) else normal(value),
+                          (True, False, "auto"))
 
     @field_validator("backend", mode="before")
     @classmethod
     def _backend(cls, value: Any) -> list[str]:
-        return _axis_list(value, BACKENDS, "backend")
+        return _axis_list(value, BACKENDS)
 
     @field_validator("strategy", mode="before")
     @classmethod
     def _strategy(cls, value: Any) -> list[str]:
-        return _axis_list(value, STRATEGIES, "strategy")
+        return _axis_list(value, STRATEGIES)
 
 
 class OutputSpec(_Strict):
@@ -351,7 +439,7 @@ class Config(_Strict):
     @classmethod
     def _name(cls, value: str) -> str:
         if not re.fullmatch(r"[\w.\-]+", value):
-            raise ValueError(f"got {value!r}, expected letters, digits, '.', '-' or '_' (it names a folder)")
+            raise ValueError(f"got {show(value)}, expected letters, digits, '.', '-' or '_' (it names a folder)")
         return value
 
     @field_validator("device", mode="before")
@@ -381,62 +469,183 @@ class Config(_Strict):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# ---------------------------------------------------------------- loading
-_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("output", "dir"))
-_KNOWN_KEYS: dict[str, list[str]] = {}
+_INTERNAL_FIELDS = ("source_file", "base_dir")
+
+
+# ---------------------------------------------------------------- describing errors
+def _clean_loc(loc: tuple) -> tuple:
+    return tuple(p for p in loc if not (isinstance(p, str) and (p.startswith("function-") or p in _UNION_TAGS)))
 
 
 def _format_loc(loc: tuple) -> str:
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in str(part) or part in (
-            "list[int]", "str", "int", "bool", "dict", "float", "OptimizerSpec", "literal['auto']"
-        ):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
+    for part in _clean_loc(loc):
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def _model_for_loc(loc: tuple) -> type[BaseModel] | None:
-    model: Any = Config
-    for part in loc:
-        if isinstance(part, int) or model is None:
+def _unwrap(annotation: Any) -> tuple[Any, list]:
+    """Strip Annotated and Optional; return the bare type and the constraints found on the way."""
+    metadata: list = []
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation, *extra = get_args(annotation)
+            metadata.extend(extra)
+        elif get_origin(annotation) in (Union, types.UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation, metadata
+            annotation = members[0]
+        else:
+            return annotation, metadata
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _field_at(loc: tuple) -> tuple[Any, list] | None:
+    """The annotation and constraints of the config key at ``loc`` (None: not a known key)."""
+    annotation, metadata = Config, []
+    for part in _clean_loc(loc):
+        annotation, extra = _unwrap(annotation)
+        if get_origin(annotation) in (Union, types.UnionType):
+            annotation = next((a for a in map(lambda a: _unwrap(a)[0], get_args(annotation)) if _is_model(a)), None)
+        if isinstance(part, int):
+            if get_origin(annotation) is not list:
+                return None
+            annotation, metadata = get_args(annotation)[0], []
+        elif _is_model(annotation):
+            field = annotation.model_fields.get(part)
+            if field is None or part in _INTERNAL_FIELDS:
+                return None
+            annotation, metadata = field.annotation, list(field.metadata)
+        else:
             return None
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        annotation = field.annotation
-        candidates = getattr(annotation, "__args__", (annotation,))
-        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-    return model
+    annotation, extra = _unwrap(annotation)
+    return annotation, metadata + extra
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return [k for k in model.model_fields if k not in _INTERNAL_FIELDS]
+
+
+def _key_homes() -> dict[str, list[str]]:
+    """Every config key -> the sections it belongs to ('batch_sizes' -> ['sweep'], '' for the
+    top level), for keys written at the wrong level."""
+    homes: dict[str, list[str]] = {}
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name in _known_keys(model):
+            homes.setdefault(name, []).append(prefix)
+            annotation = _unwrap(model.model_fields[name].annotation)[0]
+            if _is_model(annotation):
+                walk(annotation, f"{prefix}.{name}" if prefix else name)
+
+    walk(Config, "")
+    return homes
+
+
+def _bounds(metadata: list) -> str:
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    parts = []
+    for item in metadata:
+        for attr, word in words.items():
+            bound = getattr(item, attr, None)
+            if bound is not None and not isinstance(bound, bool):
+                parts.append(f"{word} {bound:g}" if isinstance(bound, float) else f"{word} {bound}")
+    return " and ".join(parts)
+
+
+def _expected(annotation: Any, metadata: list) -> str:
+    """A type in the user's words: 'a positive integer', 'fit or predict', 'true or false', ..."""
+    bounds = _bounds(metadata)
+    if annotation is bool:
+        return "true or false"
+    if annotation is int:
+        return "a positive integer" if bounds == "greater than 0" else "an integer" + (f" {bounds}" if bounds else "")
+    if annotation is float:
+        return "a number" + (f" {bounds}" if bounds else "")
+    if annotation is str:
+        return "a string"
+    if get_origin(annotation) is Literal:
+        return _either(get_args(annotation))
+    if get_origin(annotation) is list:
+        return f"a list, each item {_expected(*_unwrap(get_args(annotation)[0]))}"
+    if get_origin(annotation) is dict or annotation is dict:
+        return "a mapping of keys to values"
+    if _is_model(annotation):
+        keys = _known_keys(annotation)
+        return "a mapping with keys " + ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
+    if get_origin(annotation) in (Union, types.UnionType):
+        return " or ".join(_expected(*_unwrap(a)) for a in get_args(annotation) if a is not type(None))
+    return str(annotation)
+
+
+# What a missing required key should hold, where the type alone says too little.
+_MISSING = {
+    "model": "a model source: builtin, application, path or factory (e.g. model: {builtin: mlp})",
+    "sweep": "a mapping with at least batch_sizes (e.g. sweep: {batch_sizes: [8, 16, 32]})",
+    "sweep.batch_sizes": "a list such as [8, 16, 32] or a range {min: 8, max: 256}",
+    "data.npz.path": "the path of an .npz file",
+    "data.csv.path": "the path of a CSV file",
+    "data.csv.target": "the name of the target column",
+    "data.callable.function": "'module:function' returning (x, y)",
+    "sweep.target.metric": "a metric name such as val_loss or accuracy",
+    "sweep.target.value": "the metric value to reach",
+    "model.compile.optimizer.name": "an optimizer name such as adam or sgd",
+}
 
 
 def _describe(error: dict) -> tuple[str, str]:
+    """One pydantic error -> (key path, 'what was found, what was expected')."""
     loc = tuple(error["loc"])
     key = _format_loc(loc)
     kind = error["type"]
     found = error.get("input")
     if kind == "extra_forbidden":
-        parent = _model_for_loc(loc[:-1])
-        known = [k for k in (parent.model_fields if parent else {}) if k not in ("source_file", "base_dir")]
-        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean '{guess[0]}'?" if guess else (f"; known keys: {', '.join(known)}" if known else "")
-        return key, f"unknown key{hint}"
+        parent = _field_at(loc[:-1])
+        known = _known_keys(parent[0]) if parent and _is_model(parent[0]) else []
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        if guess:
+            return key, f"unknown key, did you mean '{guess[0]}'?"
+        homes = [home for home in _key_homes().get(str(loc[-1]), []) if home != _format_loc(loc[:-1])]
+        if homes:
+            where = _either(f"under {home}" if home else "at the top level" for home in homes)
+            return key, f"unknown key here, expected it {where}"
+        return key, "unknown key" + (f", expected one of {', '.join(known)}" if known else "")
+    field = _field_at(loc)
     if kind == "missing":
-        return key, "missing, this key is required"
+        hint = _MISSING.get(key) or (_expected(*field) if field else "a value")
+        return key, f"missing, expected {hint}"
     exc = (error.get("ctx") or {}).get("error")
     if isinstance(exc, KeyedError):
         return key + exc.subkey, str(exc)
-    message = str(exc) if isinstance(exc, Exception) else error["msg"]
-    message = message[0].lower() + message[1:] if message else message
     if isinstance(exc, Exception) and str(exc).startswith("got "):
-        return key, message
-    if kind == "value_error" and "needs exactly one" in message:
-        return key, message
-    return key, f"got {found!r}, {message}" if found is not None and not isinstance(found, dict) else message
+        return key, str(exc)
+    if kind == "optimizer_type":
+        return key, f"got {show(found)}, {error['msg']}"
+    if field is not None:
+        return key, f"got {show(found)}, expected {_expected(*field)}"
+    message = str(exc) if isinstance(exc, Exception) else error["msg"]
+    return key, f"got {show(found)}, {message[:1].lower()}{message[1:]}"
+
+
+def _problems_error(problems: list[tuple[str, str]], label: str | None) -> ConfigError:
+    """One ConfigError for one or several (key, message) problems; ``problems`` stays on it."""
+    if len(problems) == 1:
+        error = ConfigError(problems[0][1], file=label, key=problems[0][0] or None)
+    else:
+        prefix = f"{label}: " if label else ""
+        lines = "\n".join(f"  {prefix}{key}: {message}" if key else f"  {prefix}{message}"
+                          for key, message in problems)
+        error = ConfigError(f"{len(problems)} problems:\n{lines}", file=label)
+    error.problems = problems
+    return error
+
+
+# ---------------------------------------------------------------- loading
+_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("output", "dir"))
 
 
 def _resolve_paths(raw: dict, base_dir: Path) -> dict:
@@ -452,22 +661,18 @@ def _resolve_paths(raw: dict, base_dir: Path) -> dict:
 
 
 def config_from_dict(raw: Any, source: str | None = None, base_dir: str | Path = ".") -> Config:
-    """Validate an already-parsed mapping. ``source`` names the file in messages."""
+    """Validate an already-parsed mapping. ``source`` names the file in messages; relative paths
+    are resolved against ``base_dir``."""
     label = source or "config"
     if not isinstance(raw, dict):
-        raise ConfigError(f"expected a mapping of keys (name, model, data, sweep, ...), got {type(raw).__name__}",
-                          file=label)
+        raise ConfigError(f"got {type(raw).__name__} {show(raw)}, expected a mapping with keys "
+                          "name, model, data, sweep, device, output", file=label)
     base = Path(base_dir).resolve()
     data = _resolve_paths(raw, base)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
-        first_key = problems[0][0]
-        lines = [f"{key}: {msg}" for key, msg in problems]
-        message = f"{len(lines)} problems:\n  " + "\n  ".join(lines)
-        raise ConfigError(message if len(lines) > 1 else problems[0][1], file=label,
-                          key=None if len(lines) > 1 else first_key) from None
+        raise _problems_error([_describe(e) for e in exc.errors()], label) from None
     config.source_file = source
     config.base_dir = str(base)
     if "name" not in raw and source:
@@ -475,33 +680,72 @@ def config_from_dict(raw: Any, source: str | None = None, base_dir: str | Path =
     return config
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config file."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, but a key given twice in one mapping is an error, not a silent overwrite."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"got the key {key!r} twice (first on line {first.line + 1}), "
+                    "expected each key once", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a config file, or a ConfigError that names the file (and the line)."""
     path = Path(path)
     label = str(path)
     if not path.exists():
-        raise ConfigError("file not found", file=label)
+        raise ConfigError("not found, expected the path of a YAML config file", file=label)
     if path.is_dir():
-        raise ConfigError("is a folder, expected a YAML file", file=label)
+        raise ConfigError("is a folder, expected a YAML config file", file=label)
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot be read ({exc})", file=label) from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text, expected a YAML config file", file=label) from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot be read ({reason}), expected a readable YAML config file", file=label) from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(f"YAML syntax error at {where}{exc.problem}", file=label) from None
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        problem = exc.problem or "invalid YAML"
+        if isinstance(exc, yaml.constructor.ConstructorError):
+            message = problem if problem.startswith("got ") else \
+                f"YAML error: {problem}, expected plain YAML (no !!python tags)"
+        else:
+            tabs = " (YAML is indented with spaces, not tabs)" if "\\t" in problem else ""
+            message = f"YAML syntax error: {problem}{tabs}"
+        raise ConfigError(message, file=label, key=where) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"YAML error: {exc}", file=label) from None
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    raw = read_yaml(path)
     if raw is None:
-        raise ConfigError("is empty, expected keys name, model, data, sweep", file=label)
-    return config_from_dict(raw, source=label, base_dir=path.parent)
+        raise ConfigError("is empty, expected a mapping with at least model and sweep "
+                          "(e.g. model: {builtin: mlp} and sweep: {batch_sizes: [8, 16, 32]})", file=str(path))
+    return config_from_dict(raw, source=str(path), base_dir=path.parent)
 
 
 def apply_overrides(config: Config, **overrides: Any) -> Config:
-    """Command-line overrides (None means 'not given'), validated like the file itself."""
+    """Command-line overrides of sweep keys (None means 'not given'), validated like the file itself;
+    an error names the option (``--batch-sizes``), not the file."""
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return config
@@ -511,34 +755,178 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     try:
         updated = Config.model_validate(raw)
     except ValidationError as exc:
-        key, msg = _describe(exc.errors()[0])
-        raise ConfigError(msg, key="--" + key.split(".")[-1].split("[")[0].replace("_", "-")) from None
+        problems = []
+        for error in exc.errors():
+            loc = _clean_loc(tuple(error["loc"]))
+            _, message = _describe(error)
+            option = loc[1] if len(loc) > 1 and loc[0] == "sweep" else loc[-1] if loc else "?"
+            problems.append(("--" + str(option).replace("_", "-"), message))
+        raise _problems_error(problems, None) from None
     updated.source_file, updated.base_dir = config.source_file, config.base_dir
     return updated
 
 
+# ---------------------------------------------------------------- checks beyond the schema
 def static_checks(config: Config) -> None:
-    """Checks that need the file system but not TensorFlow: files exist, factories are findable."""
-    import importlib.util
-    import sys
-
-    label = config.source_file or "config"
-    if config.model.path is not None and not Path(config.model.path).exists():
-        raise ConfigError(f"file not found: {config.model.path}", file=label, key="model.path")
-    for key, spec in (("data.npz.path", config.data.npz), ("data.csv.path", config.data.csv)):
-        if spec is not None and not Path(spec.path).is_file():
-            raise ConfigError(f"file not found: {spec.path}", file=label, key=key)
-    for key, target in (("model.factory", config.model.factory),
+    """Checks that need the file system but not TensorFlow: files exist, factories are findable,
+    application names are real. Every problem is reported at once."""
+    problems: list[tuple[str, str]] = []
+    model = config.model
+    if model.path is not None:
+        problems += _check_model_path(model.path)
+    for key, spec, kind in (("data.npz.path", config.data.npz, "an .npz file"),
+                            ("data.csv.path", config.data.csv, "a CSV file")):
+        if spec is not None:
+            problem = _check_file(spec.path, kind)
+            if problem:
+                problems.append((key, problem))
+    if model.application is not None:
+        names = keras_application_names()
+        if names and model.application not in names:
+            guess = difflib.get_close_matches(model.application, sorted(names), n=3)
+            hint = f"did you mean {_either(guess)}?" if guess else "expected a keras.applications name such as MobileNetV2"
+            problems.append(("model.application", f"got {show(model.application)}, which keras.applications "
+                                                  f"does not have, {hint}"))
+    for key, target in (("model.factory", model.factory),
                         ("data.callable.function", config.data.callable and config.data.callable.function)):
-        if not target:
+        if target:
+            problem = _check_reference(target, config.base_dir)
+            if problem:
+                problems.append((key, problem))
+    problem = _check_output_dir(config.output.dir)
+    if problem:
+        problems.append(("output.dir", problem))
+    if problems:
+        raise _problems_error(problems, config.source_file or "config")
+
+
+def _check_file(path: str, kind: str) -> str | None:
+    p = Path(path)
+    if p.is_dir():
+        return f"got the folder {path}, expected {kind}"
+    if not p.exists():
+        return f"got {path}, which does not exist, expected {kind}"
+    return None
+
+
+def _check_model_path(path: str) -> list[tuple[str, str]]:
+    expected = "expected a .keras or .h5 file or a SavedModel folder"
+    p = Path(path)
+    if not p.exists():
+        return [("model.path", f"got {path}, which does not exist, {expected}")]
+    if p.is_dir() and not (p / "saved_model.pb").exists():
+        return [("model.path", f"got the folder {path}, which holds no saved_model.pb, {expected}")]
+    if p.is_file() and p.suffix.lower() not in MODEL_FILE_SUFFIXES:
+        return [("model.path", f"got {path}, {expected}")]
+    return []
+
+
+def _check_output_dir(path: str) -> str | None:
+    p = Path(path)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    if not p.is_dir():
+        return f"got {path}, but {p} is a file, expected a folder where results can be written"
+    if not os.access(p, os.W_OK | os.X_OK):
+        return f"got {path}, but {p} is not writable, expected a folder where results can be written"
+    return None
+
+
+def _check_reference(target: str, base_dir: str) -> str | None:
+    """'module:function' -> None when the module can be found and (if it is plain Python
+    source) defines the function; never imports the module itself."""
+    module_name, _, attr = target.partition(":")
+    spec = _find_module(module_name, base_dir)
+    if spec is None:
+        return (f"got {show(target)}, but no module '{module_name}' is beside the config ({base_dir}) or on the "
+                f"Python path, expected 'module:function' with module.py beside the config or installed")
+    names = _top_level_names(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    first = attr.split(".")[0]
+    if names is not None and first not in names:
+        guess = difflib.get_close_matches(first, sorted(n for n in names if not n.startswith("_")), n=1)
+        hint = f"did you mean '{module_name}:{guess[0]}'?" if guess else f"expected a function defined in {spec.origin}"
+        return f"got {show(target)}, but {spec.origin} defines no '{first}', {hint}"
+    return None
+
+
+def _find_module(name: str, base_dir: str) -> importlib.machinery.ModuleSpec | None:
+    """Where `import name` would find its source, with the config's folder first on the path as
+    in the worker. Unlike importlib.util.find_spec('a.b') it runs no package __init__ on the way."""
+    parts = name.split(".")
+    search: list[str] | None = [base_dir, *sys.path]
+    spec = None
+    for depth in range(1, len(parts) + 1):
+        full = ".".join(parts[:depth])
+        loaded = sys.modules.get(full)
+        if loaded is not None and getattr(loaded, "__spec__", None) is not None:
+            spec = loaded.__spec__  # already imported (os.path, say): nothing runs by looking
+            search = list(spec.submodule_search_locations or []) or None
             continue
-        module = target.split(":", 1)[0]
-        if config.base_dir not in sys.path:
-            sys.path.insert(0, config.base_dir)
+        if search is None:
+            return None  # a parent that is a plain module has no submodules
         try:
-            found = importlib.util.find_spec(module)
+            spec = importlib.machinery.PathFinder.find_spec(full, search)
+            if spec is None and depth == 1:
+                spec = importlib.util.find_spec(full)  # built-in and frozen modules
         except (ImportError, ValueError):
-            found = None
-        if found is None:
-            raise ConfigError(f"cannot find module '{module}' (looked beside the config in {config.base_dir} "
-                              "and on the Python path)", file=label, key=key)
+            spec = None
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations) if spec.submodule_search_locations is not None else None
+    return spec
+
+
+def _top_level_names(source_file: str) -> set[str] | None:
+    """Names a Python file defines at top level; None when it could define more (star imports,
+    module __getattr__) or cannot be parsed, so the check stays silent rather than wrong."""
+    try:
+        tree = ast.parse(Path(source_file).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return None
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Name,)) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Global):
+            names.update(node.names)
+    if "__getattr__" in names or "globals" in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}:
+        return None
+    return names
+
+
+def keras_application_names() -> set[str] | None:
+    """The model names keras.applications exports, read from Keras' own source so that
+    validating a config never imports Keras (and so TensorFlow). None when that is not possible."""
+    try:
+        spec = importlib.util.find_spec("keras")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    names: set[str] = set()
+    for root in spec.submodule_search_locations:
+        for candidate in ("applications/__init__.py", "api/applications/__init__.py"):
+            path = Path(root) / candidate
+            if not path.is_file():
+                continue
+            try:
+                tree = ast.parse(path.read_text(encoding="utf-8"))
+            except (OSError, SyntaxError, UnicodeDecodeError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom):
+                    names.update(a.asname or a.name for a in node.names if (a.asname or a.name)[:1].isupper())
+    return names or None
+
+
+__all__ = [
+    "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "keras_application_names",
+    "load_config", "read_yaml", "show", "static_checks",
+]

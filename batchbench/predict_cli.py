@@ -38,9 +38,9 @@ def predict_config(config_path, model_ref, input_shape, resume, default: dict):
     if model_ref is None and input_shape is None:
         return _load(config_path, resume, default=default)
     if config_path:
-        import yaml
+        from batchbench.config import read_yaml
 
-        raw = yaml.safe_load(Path(config_path).read_text()) or {}
+        raw = read_yaml(config_path) or {}
         base_dir = Path(config_path).parent
         source = config_path
     else:

@@ -8,8 +8,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from batchbench.errors import BatchbenchError, OutputError
 

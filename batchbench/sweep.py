@@ -8,10 +8,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -21,8 +22,15 @@ from batchbench.envinfo import busy_warning, git_info, host_environment
 from batchbench.errors import ConfigError, InterruptedSweep, OutputError
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.recommend import group_key, summarize
-from batchbench.results import (RESULTS_CSV, RUN_JSON, ResultsWriter, read_rows, read_run_json,
-                                repair_partial_line, write_json_atomic)
+from batchbench.results import (
+    RESULTS_CSV,
+    RUN_JSON,
+    ResultsWriter,
+    read_rows,
+    read_run_json,
+    repair_partial_line,
+    write_json_atomic,
+)
 from batchbench.runner import JobOutcome, Worker, worker_env
 from batchbench.stats import Stats
 
@@ -138,7 +146,7 @@ def slow_combinations(config: Config, device: str) -> list[str]:
 
 
 def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
 def default_run_dir(config: Config) -> Path:
@@ -212,7 +220,7 @@ class Sweep:
 
     @staticmethod
     def _now() -> str:
-        return datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return datetime.now(UTC).isoformat(timespec="seconds")
 
     def worker(self, backend: str) -> Worker:
         if backend not in self.workers:

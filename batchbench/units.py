@@ -1,34 +1,50 @@
-"""Parsing the small languages users type: sizes, percentages and batch-size lists."""
+"""Parsing the small languages users type: sizes, percentages and batch-size lists.
+
+Every ValueError reads "got <what was found>, expected <what was expected>", so callers can put a
+file and key path (or an option name) in front of it and have a complete sentence."""
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
     "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
     "t": 1000**4, "tb": 1000**4,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
+    "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2, "gi": 1024**3, "gib": 1024**3,
+    "ti": 1024**4, "tib": 1024**4,
 }
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+_SIZE_EXPECTED = "expected a size such as 1.5GiB, 800MiB or 2GB"
+
+
+def _show(value: object) -> str:
+    """A value as it looks in YAML: null and true rather than Python's None and True."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    return repr(value)
 
 
 def parse_size(text: str | int | float) -> int:
     """'1.5GiB' -> bytes. Plain numbers are bytes. Raises ValueError with a readable reason."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a size such as 1.5GiB or 800MiB, got {text!r}")
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"got {_show(text)}, {_SIZE_EXPECTED}")
     if isinstance(text, (int, float)):
         value, unit = float(text), ""
     else:
-        match = _SIZE_RE.match(str(text))
+        match = _SIZE_RE.match(text)
         if not match:
-            raise ValueError(f"expected a size such as 1.5GiB or 800MiB, got {text!r}")
+            raise ValueError(f"got {_show(text)}, {_SIZE_EXPECTED}")
         value, unit = float(match.group(1)), match.group(2).lower()
     if unit not in _SIZE_UNITS:
-        raise ValueError(f"unknown size unit {unit!r} in {text!r} (use B, KiB, MiB, GiB, KB, MB, GB)")
+        raise ValueError(f"got {text!r}, an unknown unit {match.group(2)!r}; {_SIZE_EXPECTED} "
+                         "(units: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)")
+    if not math.isfinite(value):
+        raise ValueError(f"got {_show(text)}, {_SIZE_EXPECTED}")
     size = int(value * _SIZE_UNITS[unit])
     if size <= 0:
-        raise ValueError(f"a size must be positive, got {text!r}")
+        raise ValueError(f"got {text!r}, expected a positive size such as 1.5GiB or 800MiB")
     return size
 
 
@@ -37,43 +53,47 @@ def format_mib(n_bytes: float | None) -> str:
 
 
 def parse_fraction(text: str | int | float) -> float:
-    """'10%' or 0.1 -> 0.1."""
-    if isinstance(text, bool):
-        raise ValueError(f"expected a fraction such as 10% or 0.1, got {text!r}")
+    """'10%' or 0.1 -> 0.1; from 0 up to (not including) 1."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise ValueError(f"got {_show(text)}, expected a fraction such as 10% or 0.1")
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        raw = str(text).strip()
+        raw = text.strip()
         try:
             value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
         except ValueError:
-            raise ValueError(f"expected a fraction such as 10% or 0.1, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise ValueError(f"expected a fraction from 0 up to (not including) 100%, got {text!r}")
+            raise ValueError(f"got {_show(text)}, expected a fraction such as 10% or 0.1") from None
+    if not (math.isfinite(value) and 0 <= value < 1):
+        raise ValueError(f"got {text!r}, expected a fraction from 0 up to (not including) 100%, such as 10% or 0.1")
     return value
 
 
 def powers_of_two(low: int, high: int) -> list[int]:
     """Every power of two in [low, high]."""
     if low < 1 or high < 1:
-        raise ValueError(f"batch sizes must be positive, got {low}-{high}")
+        raise ValueError(f"got the range {low}-{high}, expected positive batch sizes")
     if low > high:
-        raise ValueError(f"min ({low}) is larger than max ({high})")
+        raise ValueError(f"got the range {low}-{high} (min is larger than max), expected min <= max")
     sizes, p = [], 1
     while p <= high:
         if p >= low:
             sizes.append(p)
         p *= 2
     if not sizes:
-        raise ValueError(f"no power of two lies between {low} and {high}")
+        raise ValueError(f"got the range {low}-{high}, which holds no power of two, "
+                         "expected a range with at least one (such as 4-8)")
     return sizes
+
+
+_BATCH_EXPECTED = "expected batch sizes such as 8,16,32 or a range 1-256"
 
 
 def parse_batch_sizes(text: str) -> list[int]:
     """'8,16,32' -> [8, 16, 32]; '1-256' -> every power of two from 1 to 256."""
     raw = str(text).strip()
     if not raw:
-        raise ValueError("expected batch sizes such as 8,16,32 or a range 1-256, got nothing")
+        raise ValueError(f"got nothing, {_BATCH_EXPECTED}")
     range_match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", raw)
     if range_match:
         return powers_of_two(int(range_match.group(1)), int(range_match.group(2)))
@@ -81,10 +101,7 @@ def parse_batch_sizes(text: str) -> list[int]:
     for part in raw.split(","):
         part = part.strip()
         if not re.fullmatch(r"\d+", part) or int(part) <= 0:
-            raise ValueError(
-                f"expected batch sizes such as 8,16,32 or a range 1-256, got {text!r} "
-                f"({part!r} is not a positive integer)"
-            )
+            raise ValueError(f"got {text!r} ({part!r} is not a positive integer), {_BATCH_EXPECTED}")
         sizes.append(int(part))
     return sorted(set(sizes))
 

@@ -103,10 +103,16 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
             raise ConfigError(f"{spec['callable']['function']}() returned {type(out).__name__}, expected (x, y)",
                               key="data.callable.function")
         x, y = out
-        to_np = (lambda a: {k: np.asarray(v) for k, v in a.items()} if isinstance(a, dict)
-                 else [np.asarray(v) for v in a] if isinstance(a, (list, tuple)) else np.asarray(a))
-        return _checked(Dataset(to_np(x), to_np(y), "callable"), "data.callable")
+        return _checked(Dataset(_as_arrays(x), _as_arrays(y), "callable"), "data.callable")
     return None
+
+
+def _as_arrays(a: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: np.asarray(v) for k, v in a.items()}
+    if isinstance(a, (list, tuple)):
+        return [np.asarray(v) for v in a]
+    return np.asarray(a)
 
 
 def _checked(data: Dataset, key: str) -> Dataset:

@@ -10,7 +10,7 @@ from typing import Any
 
 from batchbench.errors import ConfigError
 from batchbench.worker.failures import classify, one_line
-from batchbench.worker.trackers import MiB, DeviceMemory, HostMemory, nvml_process_bytes
+from batchbench.worker.trackers import DeviceMemory, HostMemory, MiB, nvml_process_bytes
 
 
 def run_job(request: dict) -> dict:
@@ -190,7 +190,8 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
     except Exception as exc:  # noqa: BLE001 - a mismatch surfaces as any of TF's errors
         if classify(exc) == "oom":
             raise
-        raise ConfigError(f"the model cannot take this data: {one_line(exc)}", key=f"data.{_data_source(config)}")
+        raise ConfigError(f"the model cannot take this data: {one_line(exc)}",
+                          key=f"data.{_data_source(config)}") from None
     from batchbench.worker.devices import describe_device
 
     target = config["sweep"].get("target")
