@@ -284,7 +284,7 @@ class Sweep:
             check_backends(self.config)
             self.preflight = self._preflight()
             self.warnings += slow_combinations(self.config, self.preflight.get("device") or "cpu")
-            self.env["framework"] = self._framework_info()
+            self.env["framework"] = self.preflight.pop("framework", {})
             self.status = "running"
             self._write_run_json()
             self._run_groups(done)
@@ -303,11 +303,6 @@ class Sweep:
                 except OSError:
                     pass
         return SweepOutcome(self.run_dir, self.rows, self.summary(), self.record, self.warnings)
-
-    def _framework_info(self) -> dict:
-        backend = self.config.sweep.backend[0]
-        outcome = self.worker(backend).run({"op": "env"}, timeout_s=120)
-        return (outcome.result or {}).get("info", {})
 
     def _run_groups(self, done: dict[str, dict]) -> None:
         groups = build_groups(self.config)

@@ -44,6 +44,15 @@ def _slice(x: Any, start: int, stop: int) -> Any:
     return x[start:stop]
 
 
+def take_rows(x: Any, idx) -> Any:
+    """Rows `idx` (an index array) of an array, or of each array in a list/dict."""
+    if isinstance(x, dict):
+        return {k: v[idx] for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [v[idx] for v in x]
+    return x[idx]
+
+
 def leaves(x: Any) -> list:
     if isinstance(x, dict):
         return [a for v in x.values() for a in leaves(v)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from batchbench.worker.data import take_rows
 from batchbench.worker.timing import RepeatClock, WindowRule, clock
 
 
@@ -42,7 +43,7 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     local_batch = batch_size // processes
     if processes > 1:
         idx = list(range(process_id, n_full, processes))
-        data = type(data)(_take_rows(data.x, idx), _take_rows(data.y, idx), data.source)
+        data = type(data)(take_rows(data.x, idx), take_rows(data.y, idx), data.source)
     min_steps = sweep["min_steps"]
     if sweep.get("epochs"):
         min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
@@ -58,10 +59,3 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     out["final_loss"] = float(losses[-1]) if losses else None
     return out
 
-
-def _take_rows(x, idx):
-    if isinstance(x, dict):
-        return {k: v[idx] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [v[idx] for v in x]
-    return x[idx]

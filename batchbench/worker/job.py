@@ -176,6 +176,9 @@ def preflight(config: dict, axes: dict) -> dict:
     with _scope(device_info):
         out = _preflight(config, axes, device_info)
     out.update({k: device_info[k] for k in ("processes", "devices_per_process", "total_devices") if k in device_info})
+    from batchbench.worker.devices import framework_info
+
+    out["framework"] = framework_info()  # what TensorFlow sees, for run.json: no extra job needed
     return out
 
 

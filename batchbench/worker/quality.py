@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from batchbench.errors import ConfigError
+from batchbench.worker.data import take_rows
 
 
 def scaled_learning_rate(base_lr: float, rule: str, batch_size: int, base_batch_size: int) -> float:
@@ -140,7 +141,7 @@ def gradient_noise_scale(model, train, b_small: int, b_big: int, seed: int, n_sm
         values = []
         for _ in range(count):
             idx = np.sort(rng.choice(n, size=b, replace=False))
-            values.append(_squared_grad_norm(model, _take(train.x, idx), _take(train.y, idx)))
+            values.append(_squared_grad_norm(model, take_rows(train.x, idx), take_rows(train.y, idx)))
         return float(np.mean(values))
 
     g_small, g_big = mean_sq(b_small, n_small), mean_sq(b_big, n_big)
@@ -155,10 +156,3 @@ def gradient_noise_scale(model, train, b_small: int, b_big: int, seed: int, n_sm
         out["gradient_noise_scale"] = trace / g2
     return out
 
-
-def _take(x, idx):
-    if isinstance(x, dict):
-        return {k: v[idx] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [v[idx] for v in x]
-    return x[idx]
