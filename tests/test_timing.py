@@ -49,3 +49,19 @@ def test_a_noisy_timing_source_is_flagged_unstable():
 def test_fixed_repeats_have_no_stability_verdict():
     clock = feed(RepeatClock(8, 0, 1, 0.0, WindowRule(4)), [0.0] + [0.001] * 10)
     assert len(clock.throughputs) == 4 and clock.summary()["stable"] is None
+
+
+def test_repeats_hold_whole_passes_when_a_pass_is_short():
+    """Every 4th step pays an epoch boundary; aligned repeats all see the same share of them."""
+    steps = [0.0] + [0.010 if i % 4 == 3 else 0.001 for i in range(400)]
+    aligned = feed(RepeatClock(8, 0, min_steps=5, min_time_s=0.0, rule=WindowRule(5), period=4), steps)
+    assert all(n % 4 == 0 for n in aligned.repeat_steps)
+    assert max(aligned.throughputs) / min(aligned.throughputs) - 1 < 1e-9
+    unaligned = feed(RepeatClock(8, 0, min_steps=5, min_time_s=0.0, rule=WindowRule(5)), steps)
+    assert max(unaligned.throughputs) / min(unaligned.throughputs) - 1 > 0.2  # what alignment prevents
+
+
+def test_long_passes_are_not_waited_for():
+    clock = feed(RepeatClock(8, 0, min_steps=5, min_time_s=0.0, rule=WindowRule(3), period=10_000),
+                 [0.0] + [0.01] * 100)
+    assert clock.repeat_steps == [5, 5, 5]  # a 100 s pass would make every repeat far too long

@@ -48,7 +48,7 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
     if sweep.get("epochs"):
         min_steps = max(min_steps, sweep["epochs"] * steps_per_epoch)
     rc = RepeatClock(batch_size, sweep["warmup_steps"], min_steps, sweep["min_time_s"],
-                     WindowRule.from_sweep(sweep, windows=False), meter=meter)
+                     WindowRule.from_sweep(sweep, windows=False), meter=meter, period=steps_per_epoch)
     timer = StepTimer(rc)
     history = model.fit(data.x, data.y, batch_size=local_batch, epochs=epochs_cap, shuffle=processes == 1,
                         verbose=0, callbacks=[timer])

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from batchbench.worker.data import leaves
-from batchbench.worker.timing import RepeatClock, WindowRule, clock
+from batchbench.worker.timing import ALIGN_MAX_PASS_S, RepeatClock, WindowRule, clock
 
 
 def window_steps(sweep: dict) -> int:
@@ -60,9 +60,13 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None) -> dict:
     repeat_samples, repeat_time_s, throughputs = [], [], []
     if meter is not None:
         meter.start()
+    batches_per_call = n_full // batch_size
+    warm = rc.step_s or [rc.first_step_s or 0.0]
+    call_s = batches_per_call * sum(warm) / len(warm)
+    whole_calls = call_s <= max(2 * sweep["min_time_s"], ALIGN_MAX_PASS_S)
     while not rule.finished(throughputs):
         start, before = clock(), timer.batches
-        stop = _RepeatStop(timer, before, sweep, start)
+        stop = _RepeatStop(timer, before, sweep, start, whole_calls)
         while not stop.complete():
             model.predict(x, batch_size=batch_size, verbose=0, callbacks=[stop])
         repeat_time_s.append(clock() - start)
@@ -78,9 +82,12 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None) -> dict:
 class _RepeatStop(keras.callbacks.Callback):
     """Wraps the BatchTimer for one call and stops the call when the repeat is complete."""
 
-    def __init__(self, timer: BatchTimer, batches_before: int, sweep: dict, start: float):
+    def __init__(self, timer: BatchTimer, batches_before: int, sweep: dict, start: float,
+                 whole_calls: bool = False):
         super().__init__()
         self.timer, self.before, self.sweep, self.start = timer, batches_before, sweep, start
+        # Short calls are never cut: every window then pays the same per-call costs.
+        self.whole_calls = whole_calls
 
     def complete(self) -> bool:
         steps = self.timer.batches - self.before
@@ -95,7 +102,7 @@ class _RepeatStop(keras.callbacks.Callback):
 
     def on_predict_batch_end(self, batch, logs=None):
         self.timer.on_predict_batch_end(batch, logs)
-        if self.complete():
+        if self.complete() and not self.whole_calls:
             self.model.stop_predicting = True
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 clock = time.perf_counter
+ALIGN_MAX_PASS_S = 0.5  # passes shorter than this are never cut by a repeat boundary
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,11 @@ class RepeatClock:
     done: bool = False
     meter: Any = None  # started when the steady state begins, stopped when timing is done
     energy_j: float | None = None
+    # Steps per data pass (an epoch). When a pass is short, a repeat holds whole passes, so
+    # every repeat pays the same number of pass boundaries (iterator set-up, epoch-end
+    # callbacks): otherwise those spikes fall unevenly and the repeats disagree.
+    period: int | None = None
+    _align: bool | None = None
 
     def __post_init__(self) -> None:
         self._warm_left = self.warmup_steps
@@ -89,7 +95,7 @@ class RepeatClock:
         self.step_s.append(seconds)
         self._cur_steps += 1
         self._cur_time += seconds
-        if self._cur_steps >= self.min_steps and self._cur_time >= self.min_time_s:
+        if self._cur_steps >= self.min_steps and self._cur_time >= self.min_time_s and self._aligned():
             self.repeat_steps.append(self._cur_steps)
             self.repeat_time_s.append(self._cur_time)
             self.throughputs.append(self._cur_steps * self.batch_size / self._cur_time if self._cur_time else 0.0)
@@ -97,6 +103,14 @@ class RepeatClock:
             self._cur_steps, self._cur_time = 0, 0.0
             if self.done and self.meter is not None:
                 self.energy_j = self.meter.stop()
+
+    def _aligned(self) -> bool:
+        if not self.period or self.period <= 1:
+            return True
+        if self._align is None:  # decided once, when the first repeat could close
+            pass_s = self.period * self._cur_time / self._cur_steps
+            self._align = pass_s <= max(2 * self.min_time_s, ALIGN_MAX_PASS_S)
+        return not self._align or self._cur_steps % self.period == 0
 
     def _meter_start(self) -> None:
         if self.meter is not None:
