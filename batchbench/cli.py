@@ -96,9 +96,10 @@ def _load(config_path: str | None, resume: Path | None, default: dict | None = N
         if not run_json.exists():
             raise ConfigError(f"{resume} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
         record = read_run_json(run_json)
-        raw = record.get("config") or record["config_resolved"]
-        config = config_from_dict(raw, source=record.get("config_file"), base_dir=record.get("base_dir", "."))
-        return config, raw
+        # The config as it ran (command-line overrides included), so the hash matches.
+        config = config_from_dict(record["config_resolved"], source=record.get("config_file"),
+                                  base_dir=record.get("base_dir", "."))
+        return config, record.get("config")
     if default is not None:
         return config_from_dict(default, source="(built-in default)"), default
     raise click.UsageError("give a CONFIG file (or --resume RUN_DIR)")
@@ -119,7 +120,7 @@ def run_sweep_command(config, raw, kw: dict) -> None:
     distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
                                     kw.get("join_timeout"))
     launcher = None
-    if kw.get("local_processes"):
+    if kw.get("local_processes") is not None:
         from batchbench.launcher import LocalLauncher
 
         launcher = LocalLauncher(config, kw)

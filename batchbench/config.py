@@ -358,6 +358,13 @@ class SweepSpec(_Strict):
     backend: list[str] = Field(default_factory=lambda: ["tensorflow"])
     strategy: list[str] = Field(default_factory=lambda: ["default"])
 
+    @field_validator("percentile")
+    @classmethod
+    def _percentile(cls, value: float) -> float:
+        if value not in (50, 90, 95, 99, 100):
+            raise ValueError(f"got {value:g}, expected 50, 90, 95, 99 or 100 (the latencies a row records)")
+        return value
+
     @field_validator("batch_sizes", mode="before")
     @classmethod
     def _batch_sizes(cls, value: Any) -> list[int]:

@@ -114,3 +114,35 @@ def device_label(env: dict[str, Any]) -> str:
     if gpus and nvml.get("gpus"):
         return nvml["gpus"][0]["name"]
     return env.get("cpu_model", "cpu")
+
+
+def cgroup_limit_bytes(root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
+    """(limit, usage) of this process's memory cgroup, when one caps it (v2, else v1)."""
+    from pathlib import Path
+
+    base = Path(root)
+    for limit_file, usage_file in (("memory.max", "memory.current"),
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit_text = (base / limit_file).read_text().strip()
+            usage = int((base / usage_file).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max":
+            return None
+        limit = int(limit_text)
+        if limit >= 2**60:  # v1's "no limit"
+            return None
+        return limit, usage
+    return None
+
+
+def available_memory_bytes() -> int:
+    """What a trial can still use: the machine's available memory, or less inside a
+    container whose cgroup caps memory (its OOM killer fires first there)."""
+    available = psutil.virtual_memory().available
+    cgroup = cgroup_limit_bytes()
+    if cgroup:
+        limit, usage = cgroup
+        available = min(available, max(0, limit - usage))
+    return available

@@ -20,6 +20,7 @@ class ConfigError(BatchbenchError):
     def __init__(self, message: str, file: str | None = None, key: str | None = None):
         self.file = file
         self.key = key
+        self.reason = message
         where = ": ".join(part for part in (file, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
 

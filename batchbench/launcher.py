@@ -14,6 +14,7 @@ from batchbench.errors import ConfigError
 from batchbench.sweep import Distributed, default_run_dir
 
 # Options passed through to the peers unchanged (their value, if any, follows).
+FLAGS = ("find_max",)
 PASS_THROUGH = ("join_timeout", "batch_sizes", "modes", "methods", "repeats", "memory_limit", "device_memory_limit", "margin",
                 "slo_ms", "percentile", "precision", "jit_compile", "backend", "strategy")
 
@@ -51,6 +52,7 @@ class LocalLauncher:
                 value = self.kw.get(key)
                 if value is not None:
                     argv += [f"--{key.replace('_', '-')}", str(value)]
+            argv += [f"--{flag.replace('_', '-')}" for flag in FLAGS if self.kw.get(flag)]
             log_dir = out / "peers"
             log_dir.mkdir(parents=True, exist_ok=True)
             log = open(log_dir / f"process-{rank}.log", "wb")

@@ -50,8 +50,8 @@ class Trial:
         parts = [self.group.mode] + ([self.group.method] if self.group.method else [])
         parts.append(f"b{self.batch_size}")
         parts += [f"{axis}={_fmt(v)}" for axis, v in self.group.axes if axis in self.group.varying]
-        if self.phase == "confirm":
-            parts.append("confirm")
+        if self.phase != "ladder":
+            parts.append(self.phase)
         return "-".join(parts)
 
 

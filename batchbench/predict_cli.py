@@ -49,7 +49,7 @@ def predict_config(config_path, model_ref, input_shape, resume, default: dict):
         source = "(command line)"
     if model_ref is not None:
         raw["model"] = parse_model_ref(model_ref)
-        raw["name"] = raw.get("name") if config_path else _name_for(raw["model"])
+        raw["name"] = (raw.get("name") if config_path else None) or _name_for(raw["model"])
     if input_shape is not None:
         shape = parse_shape(input_shape)
         raw.setdefault("model", {})["input_shape"] = shape

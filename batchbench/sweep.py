@@ -14,11 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from batchbench import RESULTS_SCHEMA_VERSION, __version__
 from batchbench.config import Config
-from batchbench.envinfo import busy_warning, git_info, host_environment
+from batchbench.envinfo import available_memory_bytes, busy_warning, git_info, host_environment
 from batchbench.errors import ConfigError, InterruptedSweep, OutputError
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.recommend import group_key, summarize
@@ -35,6 +33,7 @@ from batchbench.runner import JobOutcome, Worker, worker_env
 from batchbench.stats import Stats
 
 MiB = 2**20
+BN_SMALL_BATCH = 16  # BatchNormalization statistics get noisy below this per-replica batch
 NOISY_CV = 0.10  # throughput varying more than this between repeats earns a warning
 
 
@@ -251,9 +250,11 @@ class Sweep:
         label = self.config.source_file or "config"
         first_axes = {axis: values[0] for axis, values in self.config.axes().items()}
         log = self.run_dir / "trials" / "preflight.log"
-        outcome = self.worker(first_axes["backend"]).run(
-            {"op": "preflight", "config": self._job_config(), "axes": first_axes},
-            timeout_s=self.config.sweep.trial_timeout_s, log_path=log)
+        outcome = self._job(self.worker(first_axes["backend"]),
+                            {"op": "preflight", "config": self._job_config(), "axes": first_axes},
+                            timeout_s=self.config.sweep.trial_timeout_s, log_path=log)
+        if self.interrupted:
+            raise self._interrupted()
         result = outcome.result or {}
         if result.get("status") == "config_error":
             raise ConfigError(result["message"], file=label, key=result.get("key"))
@@ -360,9 +361,11 @@ class Sweep:
             return
         axes = {axis: values[0] for axis, values in self.config.axes().items()}
         self._emit(event="note", text="estimating the gradient noise scale")
-        outcome = self.worker(axes["backend"]).run({"op": "noise_scale", "config": self._job_config(), "axes": axes},
-                                                   timeout_s=sweep.trial_timeout_s,
-                                                   log_path=self.run_dir / "trials" / "noise-scale.log")
+        outcome = self._job(self.worker(axes["backend"]),
+                            {"op": "noise_scale", "config": self._job_config(), "axes": axes},
+                            timeout_s=sweep.trial_timeout_s, log_path=self.run_dir / "trials" / "noise-scale.log")
+        if self.interrupted:
+            raise self._interrupted()
         result = outcome.result or {}
         if result.get("status") != "ok":
             self.warnings.append(f"the gradient noise scale could not be estimated: "
@@ -370,6 +373,14 @@ class Sweep:
             return
         self.noise = {k: v for k, v in result.items() if k != "status"}
         self._write_run_json()
+
+    def _job(self, worker: Worker, request: dict, **kw) -> JobOutcome:
+        """Run one worker job that Ctrl-C can end."""
+        self.current_worker = worker
+        try:
+            return worker.run(request, **kw)
+        finally:
+            self.current_worker = None
 
     def _frontier(self, plan: GroupPlan) -> dict:
         """max_batch_size and the safe size that leaves `margin` of the memory budget free."""
@@ -428,7 +439,7 @@ class Sweep:
         if self.config.sweep.memory_limit:
             return self.config.sweep.memory_limit
         if not hasattr(self, "_default_cap"):
-            self._default_cap = int(psutil.virtual_memory().available * self.config.sweep.memory_fraction)
+            self._default_cap = int(available_memory_bytes() * self.config.sweep.memory_fraction)
         return self._default_cap
 
     def memory_budget_mib(self) -> tuple[float, str]:
@@ -463,6 +474,8 @@ class Sweep:
         if result.get("replicas"):
             row["replicas"] = result["replicas"]
             row["per_replica_batch_size"] = trial.batch_size // result["replicas"]
+            row["bn_small_batch"] = bool(trial.mode == "fit" and self.preflight.get("has_batch_norm") and
+                                         row["per_replica_batch_size"] < BN_SMALL_BATCH)
         if result.get("processes"):
             row["processes"] = result["processes"]
             row["devices_per_process"] = result.get("devices_per_process")
@@ -496,7 +509,7 @@ class Sweep:
         if outcome.returncode is None:
             return "error", "the worker process died during the trial"
         if sig == "SIGKILL":
-            available = psutil.virtual_memory().available
+            available = available_memory_bytes()
             rss = (outcome.peak_rss_mib or 0) * MiB
             if rss and rss > 0.5 * (available + rss):
                 return "oom", (f"killed by SIGKILL after reaching {outcome.peak_rss_mib:.0f} MiB resident: "
@@ -515,8 +528,8 @@ class Sweep:
             "params": self.preflight.get("params"), "device": self.preflight.get("device"),
             "precision": axes["precision"], "jit_compile": axes["jit_compile"], "backend": axes["backend"],
             "strategy": axes["strategy"],
-            "bn_small_batch": (trial.mode == "fit" and self.preflight.get("has_batch_norm") and
-                               trial.batch_size < 16) or False,
+            "bn_small_batch": bool(trial.mode == "fit" and self.preflight.get("has_batch_norm") and
+                                   trial.batch_size < BN_SMALL_BATCH),
         }
 
     def _figures(self, trial: Trial, result: dict) -> dict:
@@ -633,10 +646,9 @@ class Sweep:
             signal.signal(sig, old)
 
     def _interrupted(self) -> InterruptedSweep:
-        config = self.config.source_file or "CONFIG"
         return InterruptedSweep(
             f"interrupted: {len(self.rows)} finished trial(s) kept in {self.run_dir}\n"
-            f"resume with: batchbench sweep {config} --resume {self.run_dir}")
+            f"resume with: batchbench sweep --resume {self.run_dir}")
 
 
 def _group_of(row: dict, plan: GroupPlan) -> bool:

@@ -124,3 +124,13 @@ def test_resource_exhausted_and_memory_error_are_oom_other_errors_are_not():
 def test_one_line_reason_is_short_and_single_line():
     text = one_line(ValueError("a\nb   c" + "x" * 1000))
     assert "\n" not in text and len(text) <= 300 and text.startswith("ValueError: a b c")
+
+
+def test_a_cgroup_memory_limit_lowers_what_a_trial_may_use(tmp_path):
+    from batchbench.envinfo import cgroup_limit_bytes
+
+    (tmp_path / "memory.max").write_text("2147483648\n")
+    (tmp_path / "memory.current").write_text("536870912\n")
+    assert cgroup_limit_bytes(str(tmp_path)) == (2 * 2**30, 2**29)
+    (tmp_path / "memory.max").write_text("max\n")
+    assert cgroup_limit_bytes(str(tmp_path)) is None

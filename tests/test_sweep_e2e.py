@@ -158,16 +158,16 @@ def test_every_trial_failing_exits_1(tmp_path, fixtures_path, write_config):
 def test_resume_runs_only_the_missing_trials(tmp_path, write_config):
     config = write_config(tiny_config(sweep={"batch_sizes": [16, 32], "modes": ["predict"], "methods": ["serve"]}))
     run_dir = tmp_path / "run"
-    assert run_cli("sweep", config, "--out", run_dir, "-q").returncode == 0
+    assert run_cli("sweep", config, "--out", run_dir, "--repeats", "2", "-q").returncode == 0
     csv_path = run_dir / "results.csv"
     lines = csv_path.read_text().splitlines(keepends=True)
     first = read_rows(csv_path)[0]
     # as if the controller had been killed while writing the second row
     csv_path.write_text("".join(lines[:2]) + lines[2][:25])
-    result = run_cli("sweep", config, "--resume", run_dir, "-q")
+    result = run_cli("sweep", "--resume", run_dir, "-q")  # the config as it ran, overrides included
     assert result.returncode == 0, result.stderr
     rows = read_rows(csv_path)
-    assert [r["batch_size"] for r in rows] == [16, 32]
+    assert [r["batch_size"] for r in rows] == [16, 32] and rows[1]["repeats"] >= 2
     assert rows[0]["throughput_sps"] == first["throughput_sps"]  # the finished trial was not re-run
     with open(csv_path, newline="") as fh:
         assert all(len(line) == len(rows[0]) for line in csv.DictReader(fh))
@@ -190,3 +190,37 @@ def test_python_api_returns_a_dataframe(tmp_path):
                       out=tmp_path / "api")
     assert list(frame["status"]) == ["ok"] and frame["throughput_sps"].iloc[0] > 0
     assert frame.attrs["summary"]["recommendations"]["predict/serve"]["best_throughput"] == 16
+
+
+def test_general_models_dict_inputs_open_shapes_text_labels(tmp_path, write_config):
+    """Models and data not in the repository: named dict inputs, a model built without an
+    Input, a CSV whose target is text."""
+    (tmp_path / "general.py").write_text(
+        "import keras\nimport numpy as np\n"
+        "def two_inputs():\n"
+        "    a = keras.Input((8,), name='a'); b = keras.Input((4,), name='b')\n"
+        "    x = keras.layers.Concatenate()([a, b])\n"
+        "    x = keras.layers.BatchNormalization()(keras.layers.Dense(8, activation='relu')(x))\n"
+        "    return keras.Model({'a': a, 'b': b}, keras.layers.Dense(3, activation='softmax')(x))\n"
+        "def named_data():\n"
+        "    rng = np.random.default_rng(0)\n"
+        "    return {'b': rng.random((96, 4), dtype='float32'), 'a': rng.random((96, 8), dtype='float32')}, "
+        "rng.integers(0, 3, 96)\n"
+        "def no_input():\n"
+        "    return keras.Sequential([keras.layers.Dense(8, activation='relu'), keras.layers.Dense(2)])\n")
+    sweep = {"batch_sizes": [8, 32], "modes": ["fit", "predict"], "methods": ["serve"]}
+    dict_cfg = write_config(tiny_config(model={"factory": "general:two_inputs"},
+                                        data={"callable": {"function": "general:named_data"}}, sweep=sweep), "d.yaml")
+    open_cfg = write_config(tiny_config(model={"factory": "general:no_input", "input_shape": [6],
+                                               "compile": {"loss": "mse"}}, sweep=sweep), "o.yaml")
+    (tmp_path / "t.csv").write_text("x1,x2,label\n" + "".join(f"{i % 7},{i % 3},{'cat' if i % 2 else 'dog'}\n"
+                                                              for i in range(80)))
+    csv_cfg = write_config(tiny_config(data={"csv": {"path": "t.csv", "target": "label"}}, sweep=sweep), "c.yaml")
+    for config in (dict_cfg, open_cfg, csv_cfg):
+        out = tmp_path / f"run-{config.stem}"
+        result = run_cli("sweep", config, "--out", out, "-q")
+        assert result.returncode == 0, (config.name, result.stderr)
+        rows = read_rows(out / "results.csv")
+        assert [r["status"] for r in rows] == ["ok"] * 4, (config.name, [r["error"] for r in rows])
+    bn = read_rows(tmp_path / "run-d" / "results.csv")
+    assert [r["bn_small_batch"] for r in bn if r["mode"] == "fit"] == [True, False]  # BatchNorm at batch 8

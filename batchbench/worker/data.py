@@ -96,8 +96,7 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
             raise ConfigError(f"{csv['path']}: feature column(s) {', '.join(non_numeric)} are not numeric; "
                               "encode them or list numeric ones under data.csv.features", key="data.csv")
         x = frame[features].to_numpy(dtype="float32")
-        target = frame[csv["target"]]
-        y = target.to_numpy(dtype="float32") if pd.api.types.is_float_dtype(target) else target.to_numpy()
+        y = encode_target(frame[csv["target"]])
         return _checked(Dataset(x, y, "csv"), "data.csv")
     if spec.get("callable"):
         from batchbench.worker.models import import_callable
@@ -134,11 +133,33 @@ def _checked(data: Dataset, key: str) -> Dataset:
     return data
 
 
+def encode_target(target) -> np.ndarray:
+    """A CSV target as a model takes it: text labels become class indices (in sorted
+    order); integers are classes only when they look like class indices (0..K-1, few,
+    mostly used), otherwise a regression target, like floats."""
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(target) or pd.api.types.is_bool_dtype(target):
+        codes, _ = pd.factorize(target.astype(str), sort=True)
+        return codes.astype("int32")
+    values = target.to_numpy()
+    if np.issubdtype(values.dtype, np.integer) and looks_like_classes(values):
+        return values.astype("int32")
+    return values.astype("float32")
+
+
+def looks_like_classes(y: np.ndarray) -> bool:
+    if y.size == 0 or y.min() < 0:
+        return False
+    k = int(y.max()) + 1
+    return k <= 1000 and len(np.unique(y)) >= 0.5 * k
+
+
 def num_classes_of(y: Any) -> int | None:
     y = leaves(y)[0]
     if y.ndim == 2 and y.shape[1] > 1:
         return int(y.shape[1])
-    if np.issubdtype(y.dtype, np.integer):
+    if np.issubdtype(y.dtype, np.integer) and looks_like_classes(y):
         return int(y.max()) + 1
     return None
 
@@ -149,7 +170,8 @@ def _loss_name(model, index: int = 0) -> str:
         loss = loss[index] if index < len(loss) else loss[0]
     elif isinstance(loss, dict):
         loss = list(loss.values())[index] if index < len(loss) else next(iter(loss.values()))
-    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or type(loss).__name__
+    name = loss if isinstance(loss, str) else (getattr(loss, "name", None) or getattr(loss, "__name__", None)
+                                               or type(loss).__name__)
     return str(name).lower()
 
 
@@ -209,7 +231,16 @@ def check_against_model(model, data: Dataset, key: str) -> None:
     inputs = list(getattr(model, "inputs", None) or [])
     if not inputs:
         return
-    xs = leaves(data.x)
+    if isinstance(data.x, dict):
+        # Keras matches dict inputs by name, so do we.
+        names = [getattr(t, "name", "") for t in inputs]
+        missing = [n for n in names if n not in data.x]
+        if missing:
+            raise ConfigError(f"the data has inputs {', '.join(map(str, data.x))} but the model's are "
+                              f"{', '.join(names)} (missing {', '.join(missing)})", key=key)
+        xs = [data.x[n] for n in names]
+    else:
+        xs = leaves(data.x)
     if len(xs) != len(inputs):
         raise ConfigError(f"the data has {len(xs)} input array(s) but the model takes {len(inputs)}", key=key)
     for arr, tensor in zip(xs, inputs):

@@ -17,14 +17,20 @@ class StepTimer(keras.callbacks.Callback):
         self.clock = repeat_clock
         self.deadline = deadline
         self._last: float | None = None
+        self._begin_step = 0
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._begin_step = batch
         if self._last is None:
             self._last = clock()
 
     def on_train_batch_end(self, batch, logs=None):
         now = clock()
-        self.clock.add(now - self._last)
+        # With steps_per_execution > 1 Keras calls back once per execution of several
+        # steps: count them all, each taking its share of the interval.
+        steps = max(1, batch - self._begin_step + 1)
+        for _ in range(steps):
+            self.clock.add((now - self._last) / steps)
         self._last = now
         if self.clock.done or (self.deadline and now > self.deadline):
             self.model.stop_training = True

@@ -27,17 +27,22 @@ class BatchTimer(keras.callbacks.Callback):
         self.clock = repeat_clock
         self.latency_s: list[float] = []
         self._begin = 0.0
+        self._begin_step = 0
         self.stop_after: int | None = None
         self.batches = 0
 
     def on_predict_batch_begin(self, batch, logs=None):
         self._begin = clock()
+        self._begin_step = batch
 
     def on_predict_batch_end(self, batch, logs=None):
         if logs and "outputs" in logs:
             _to_host(logs["outputs"])
-        self.clock.add(clock() - self._begin)
-        self.batches += 1
+        elapsed = clock() - self._begin
+        steps = max(1, batch - self._begin_step + 1)  # steps_per_execution > 1: several batches per call
+        for _ in range(steps):
+            self.clock.add(elapsed / steps)
+        self.batches += steps
         if self.clock.done or (self.stop_after is not None and self.batches >= self.stop_after):
             self.model.stop_predicting = True
 
@@ -165,7 +170,10 @@ def _slice(x, n_full: int, start: int = 0):
 
 
 def predictions(model, x, batch_size: int, rows: int = 64) -> np.ndarray:
-    """The first `rows` predictions at this batch size, for the consistency check."""
-    n = min(rows, _rows(x))
+    """The first `rows` predictions, computed in batches of `batch_size` (so the check
+    really runs at this batch size), for the consistency check."""
+    n_full = (_rows(x) // batch_size) * batch_size
+    n = max(min(rows, _rows(x)), min(batch_size, n_full))
     out = model.predict(_slice(x, n), batch_size=batch_size, verbose=0)
-    return np.concatenate([np.asarray(leaf, dtype="float64").reshape(n, -1) for leaf in leaves(out)], axis=1)
+    keep = min(rows, n)
+    return np.concatenate([np.asarray(leaf, dtype="float64").reshape(n, -1)[:keep] for leaf in leaves(out)], axis=1)

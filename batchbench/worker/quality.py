@@ -24,12 +24,20 @@ def scaled_learning_rate(base_lr: float, rule: str, batch_size: int, base_batch_
     return base_lr
 
 
-def reference_learning_rate(config: dict) -> float:
-    """The configured learning rate, or Keras' default for the optimizer named."""
-    from batchbench.worker.models import make_optimizer
+def reference_learning_rate(config: dict, model=None) -> float | None:
+    """The learning rate the model trains at before any scaling: the config's `compile`
+    optimizer (Keras' default rate for one given by name), else the optimizer of a model
+    that came compiled. None for a schedule (it cannot be scaled by one factor)."""
+    from batchbench.worker.models import is_compiled, make_optimizer
 
-    spec = (config["model"].get("compile") or {}).get("optimizer") or "adam"
-    return float(keras.ops.convert_to_numpy(make_optimizer(spec).learning_rate))
+    spec = (config["model"].get("compile") or {}).get("optimizer")
+    if spec is None and model is not None and is_compiled(model):
+        optimizer = model.optimizer
+    else:
+        optimizer = make_optimizer(spec or "adam")
+    if isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule):
+        return None
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 class WarmupLearningRate(keras.callbacks.Callback):
