@@ -449,7 +449,12 @@ class Sweep:
         gpus = ((self.env.get("nvml") or {}).get("gpus") or []) if hasattr(self, "env") else []
         on_gpu = (self.preflight.get("device") or "cpu") != "cpu"
         if on_gpu and (device_limit or gpus):
-            return (device_limit / MiB if device_limit else gpus[0]["memory_total_mib"]), "peak_device_mib"
+            # The peak is summed over the GPUs used, so the budget is too.
+            used = self.config.device.gpu_indices
+            chosen = [g for g in gpus if used is None or g["index"] in used] or gpus[:1]
+            if device_limit:
+                return device_limit * len(chosen) / MiB, "peak_device_mib"
+            return sum(g["memory_total_mib"] for g in chosen), "peak_device_mib"
         return self._memory_cap() / MiB, "peak_host_mib"
 
     def _row_from_outcome(self, trial: Trial, outcome: JobOutcome, wall_s: float) -> dict:

@@ -173,7 +173,7 @@ def base_learning_rate(config: dict) -> float | None:
 def compile_model(model, config: dict, jit_compile: Any = "auto", learning_rate: float | None = None) -> None:
     """Compile for fit unless the source already did; the jit axis always applies."""
     spec = config["model"].get("compile") or {}
-    if is_compiled(model) and not spec:
+    if is_compiled(model):  # DESIGN: `compile` is for models that come uncompiled
         if learning_rate is not None:
             model.optimizer.learning_rate = learning_rate
         if jit_compile != "auto":

@@ -31,7 +31,7 @@ def reference_learning_rate(config: dict, model=None) -> float | None:
     from batchbench.worker.models import is_compiled, make_optimizer
 
     spec = (config["model"].get("compile") or {}).get("optimizer")
-    if spec is None and model is not None and is_compiled(model):
+    if model is not None and is_compiled(model):
         optimizer = model.optimizer
     else:
         optimizer = make_optimizer(spec or "adam")
