@@ -79,5 +79,10 @@ def test_a_capped_cpu_sweep_shows_the_frontier(tmp_path, write_config):
         assert confirm[0]["batch_size"] == rec["max_batch_size"]
         assert confirm[0]["steps"] >= 4096 // rec["max_batch_size"]  # a full epoch, not a few steps
     assert rec["search_trials"] >= 1
-    assert rec["safe_batch_size"] is not None and rec["safe_batch_size"] <= rec["max_batch_size"]
+    safe = rec["safe_batch_size"]  # None when no batch leaves the margin free
+    if safe is not None:
+        assert safe <= rec["max_batch_size"]
+        assert min(r["peak_host_mib"] for r in rows if r["batch_size"] == safe and r["status"] == "ok") <= 0.95 * cap
+    assert all(r["peak_host_mib"] > 0.95 * cap for r in rows if r["status"] == "ok" and
+               (safe is None or r["batch_size"] > safe))
     assert all(r["headroom_mib"] >= -1 for r in rows if r["status"] == "ok")
