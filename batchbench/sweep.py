@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -17,7 +16,7 @@ from typing import Any
 from batchbench import RESULTS_SCHEMA_VERSION, __version__
 from batchbench.config import Config
 from batchbench.envinfo import available_memory_bytes, busy_warning, git_info, host_environment
-from batchbench.errors import ConfigError, InterruptedSweep, OutputError
+from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, OutputError
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.recommend import group_key, summarize
 from batchbench.results import (
@@ -29,7 +28,7 @@ from batchbench.results import (
     repair_partial_line,
     write_json_atomic,
 )
-from batchbench.runner import JobOutcome, Worker, worker_env
+from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
 from batchbench.stats import Stats
 
 MiB = 2**20
@@ -250,9 +249,12 @@ class Sweep:
         label = self.config.source_file or "config"
         first_axes = {axis: values[0] for axis, values in self.config.axes().items()}
         log = self.run_dir / "trials" / "preflight.log"
-        outcome = self._job(self.worker(first_axes["backend"]),
-                            {"op": "preflight", "config": self._job_config(), "axes": first_axes},
-                            timeout_s=self.config.sweep.trial_timeout_s, log_path=log)
+        try:
+            outcome = self._job(self.worker(first_axes["backend"]),
+                                {"op": "preflight", "config": self._job_config(), "axes": first_axes},
+                                timeout_s=self.config.sweep.trial_timeout_s, log_path=log)
+        except WorkerError as exc:
+            raise BatchbenchError(f"{exc}; see {self.run_dir / 'worker.log'}") from None
         if self.interrupted:
             raise self._interrupted()
         result = outcome.result or {}
@@ -419,8 +421,11 @@ class Sweep:
                     peer_note.append(reason)
                     worker.interrupt()
 
-        outcome = worker.run(request, timeout_s=self.config.sweep.trial_timeout_s,
-                             memory_cap_bytes=self._memory_cap(), log_path=log_path, on_tick=watch_peers)
+        try:
+            outcome = worker.run(request, timeout_s=self.config.sweep.trial_timeout_s,
+                                 memory_cap_bytes=self._memory_cap(), log_path=log_path, on_tick=watch_peers)
+        except WorkerError as exc:  # the server itself failed: this trial is an error, the next gets a new one
+            outcome = JobOutcome(result={"status": "error", "error": str(exc)}, returncode=None)
         self.current_worker = None
         row = self._row_from_outcome(trial, outcome, time.perf_counter() - started)
         if peer_note and row["status"] != "ok":
@@ -687,11 +692,6 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
     return obj
-
-
-def copy_config(src: str | None, run_dir: Path) -> None:
-    if src and os.path.exists(src):
-        shutil.copy2(src, run_dir / "config.yaml")
 
 
 def dumps(obj: Any) -> str:
