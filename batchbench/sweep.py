@@ -393,6 +393,8 @@ class Sweep:
         usable = budget * (1 - self.config.sweep.margin)
         fitting = [r for r in self.rows if r.get("trial_id", "").startswith(plan.group.mode) and
                    _group_of(r, plan) and r["status"] == "ok" and r.get(column) is not None and r[column] <= usable]
+        if plan.max_batch_size is not None:  # never above the confirmed maximum
+            fitting = [r for r in fitting if r["batch_size"] <= plan.max_batch_size]
         out["safe_batch_size"] = max((r["batch_size"] for r in fitting), default=None)
         out["memory_budget_mib"] = budget
         if plan.mode_is_fit and plan.oom_at is not None and plan.max_batch_size:
