@@ -107,15 +107,6 @@ def busy_warning(env: dict[str, Any]) -> str | None:
     return None
 
 
-def device_label(env: dict[str, Any]) -> str:
-    fw = env.get("framework") or {}
-    gpus = [d for d in fw.get("tf_devices", []) if d.get("type") == "GPU"]
-    nvml = env.get("nvml") or {}
-    if gpus and nvml.get("gpus"):
-        return nvml["gpus"][0]["name"]
-    return env.get("cpu_model", "cpu")
-
-
 def cgroup_limit_bytes(root: str = "/sys/fs/cgroup") -> tuple[int, int] | None:
     """(limit, usage) of this process's memory cgroup, when one caps it (v2, else v1)."""
     from pathlib import Path

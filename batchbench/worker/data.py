@@ -20,27 +20,27 @@ class Dataset:
 
     @property
     def samples(self) -> int:
-        return _rows(self.x)
+        return count_rows(self.x)
 
     def take(self, start: int, stop: int) -> Dataset:
-        return Dataset(_slice(self.x, start, stop), _slice(self.y, start, stop), self.source)
+        return Dataset(slice_rows(self.x, start, stop), slice_rows(self.y, start, stop), self.source)
 
 
-def _rows(x: Any) -> int:
+def count_rows(x: Any) -> int:
     if isinstance(x, dict):
-        return _rows(next(iter(x.values())))
+        return count_rows(next(iter(x.values())))
     if isinstance(x, (list, tuple)):
-        return _rows(x[0])
+        return count_rows(x[0])
     return int(x.shape[0])
 
 
-def _slice(x: Any, start: int, stop: int) -> Any:
+def slice_rows(x: Any, start: int, stop: int) -> Any:
     if x is None:
         return None
     if isinstance(x, dict):
-        return {k: _slice(v, start, stop) for k, v in x.items()}
+        return {k: slice_rows(v, start, stop) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_slice(v, start, stop) for v in x]
+        return [slice_rows(v, start, stop) for v in x]
     return x[start:stop]
 
 
@@ -249,7 +249,3 @@ def check_against_model(model, data: Dataset, key: str) -> None:
         if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
             raise ConfigError(f"x has shape {tuple(arr.shape)} but the model's input is "
                               f"{(None, *want)}", key=key)
-
-
-def seeded_order(n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).permutation(n)

@@ -12,10 +12,9 @@ class StepTimer(keras.callbacks.Callback):
     """Overriding on_train_batch_end makes Keras run callbacks synchronously (the logs are
     converted to floats), so the clock is read after the step's results exist on the host."""
 
-    def __init__(self, repeat_clock: RepeatClock, deadline: float | None = None):
+    def __init__(self, repeat_clock: RepeatClock):
         super().__init__()
         self.clock = repeat_clock
-        self.deadline = deadline
         self._last: float | None = None
         self._begin_step = 0
 
@@ -32,7 +31,7 @@ class StepTimer(keras.callbacks.Callback):
         for _ in range(steps):
             self.clock.add((now - self._last) / steps)
         self._last = now
-        if self.clock.done or (self.deadline and now > self.deadline):
+        if self.clock.done:
             self.model.stop_training = True
 
 

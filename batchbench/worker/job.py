@@ -249,9 +249,9 @@ def _check_target_metric(work: Workload, config: dict, metric: str) -> None:
 
 
 def _head(x: Any, n: int) -> Any:
-    from batchbench.worker.data import _slice
+    from batchbench.worker.data import slice_rows
 
-    return _slice(x, 0, n)
+    return slice_rows(x, 0, n)
 
 
 def run_trial(config: dict, trial: dict) -> dict:

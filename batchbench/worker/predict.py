@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from batchbench.worker.data import leaves
+from batchbench.worker.data import count_rows, leaves, slice_rows
 from batchbench.worker.timing import ALIGN_MAX_PASS_S, RepeatClock, WindowRule, clock
 
 
@@ -25,7 +25,6 @@ class BatchTimer(keras.callbacks.Callback):
     def __init__(self, repeat_clock: RepeatClock):
         super().__init__()
         self.clock = repeat_clock
-        self.latency_s: list[float] = []
         self._begin = 0.0
         self._begin_step = 0
         self.stop_after: int | None = None
@@ -50,8 +49,8 @@ class BatchTimer(keras.callbacks.Callback):
 def measure_predict(model, x, batch_size: int, sweep: dict, meter=None) -> dict:
     """Per-batch latency from the callback; throughput from the wall time of whole calls,
     which includes the per-call work (input pipeline, output concatenation) users pay."""
-    n_full = (_rows(x) // batch_size) * batch_size
-    x = _slice(x, n_full)
+    n_full = (count_rows(x) // batch_size) * batch_size
+    x = slice_rows(x, 0, n_full)
     rc = RepeatClock(batch_size, 0, 1, 0.0, WindowRule(1_000_000))
     timer = BatchTimer(rc)
     rule = WindowRule.from_sweep(sweep, windows=True)
@@ -143,8 +142,8 @@ def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile, meter=Non
     """The model called through one compiled function on pre-made batches; each call's
     outputs are copied to the host, as a server must before it answers."""
     fn, to_tensor = compiled_call(model, jit_compile)
-    n_batches = _rows(x) // batch_size
-    batches = [keras.tree.map_structure(to_tensor, _slice(x, n_full=(i + 1) * batch_size, start=i * batch_size))
+    n_batches = count_rows(x) // batch_size
+    batches = [keras.tree.map_structure(to_tensor, slice_rows(x, i * batch_size, (i + 1) * batch_size))
                for i in range(n_batches)]
     rc = RepeatClock(batch_size, sweep["warmup_steps"], window_steps(sweep), sweep["min_time_s"],
                      WindowRule.from_sweep(sweep, windows=True), meter=meter)
@@ -157,23 +156,11 @@ def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile, meter=Non
     return rc.summary()
 
 
-def _rows(x) -> int:
-    return int(leaves(x)[0].shape[0])
-
-
-def _slice(x, n_full: int, start: int = 0):
-    if isinstance(x, dict):
-        return {k: v[start:n_full] for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [v[start:n_full] for v in x]
-    return x[start:n_full]
-
-
 def predictions(model, x, batch_size: int, rows: int = 64) -> np.ndarray:
     """The first `rows` predictions, computed in batches of `batch_size` (so the check
     really runs at this batch size), for the consistency check."""
-    n_full = (_rows(x) // batch_size) * batch_size
-    n = max(min(rows, _rows(x)), min(batch_size, n_full))
-    out = model.predict(_slice(x, n), batch_size=batch_size, verbose=0)
+    n_full = (count_rows(x) // batch_size) * batch_size
+    n = max(min(rows, count_rows(x)), min(batch_size, n_full))
+    out = model.predict(slice_rows(x, 0, n), batch_size=batch_size, verbose=0)
     keep = min(rows, n)
     return np.concatenate([np.asarray(leaf, dtype="float64").reshape(n, -1)[:keep] for leaf in leaves(out)], axis=1)

@@ -31,10 +31,6 @@ class HostMemory:
         except OSError:
             self.reset_ok = False
 
-    @staticmethod
-    def current_bytes() -> int | None:
-        return _status_kib("VmRSS")
-
     def peak_bytes(self) -> int | None:
         hwm = _status_kib("VmHWM")
         if hwm is not None:
