@@ -27,8 +27,10 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -91,6 +93,12 @@ def _exactly_one(obj: BaseModel, fields: tuple[str, ...]) -> None:
     if len(given) != 1:
         found = " and ".join(given) if given else "none of them"
         raise KeyedError("", f"got {found}, expected exactly one of {_either(fields)}")
+
+
+def _chosen_source_only(obj: BaseModel, data: dict, fields: tuple[str, ...]) -> dict:
+    # The sources not chosen are left out, not written as null: `synthetic: null` beside `npz:` would
+    # read back as a bare `synthetic:` (all defaults) and so as two sources.
+    return {k: v for k, v in data.items() if not (k in fields and getattr(obj, k) is None)}
 
 
 def _either(values) -> str:
@@ -188,6 +196,10 @@ class ModelSpec(_Strict):
         _exactly_one(self, MODEL_SOURCES)
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _chosen_source_only(self, handler(self), MODEL_SOURCES)
+
     @property
     def source(self) -> str:
         for key in MODEL_SOURCES:
@@ -251,6 +263,10 @@ class DataSpec(_Strict):
     def _one_source(self) -> DataSpec:
         _exactly_one(self, DATA_SOURCES)
         return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict:
+        return _chosen_source_only(self, handler(self), DATA_SOURCES)
 
     @property
     def source(self) -> str:
@@ -465,8 +481,12 @@ class Config(_Strict):
         return [axis for axis, values in self.axes().items() if len(values) > 1]
 
     def resolved(self) -> dict[str, Any]:
-        """The config as it will run: defaults filled in, paths absolute."""
-        return json.loads(self.model_dump_json())
+        """The config as it will run: defaults filled in, paths absolute (output.dir too: a relative
+        one is the working directory's), only the chosen model and data source. It reads back as the
+        same config: ``config_from_dict(config.resolved())``."""
+        data = json.loads(self.model_dump_json())
+        data["output"]["dir"] = os.path.abspath(os.path.expanduser(data["output"]["dir"]))
+        return data
 
     def measurement_hash(self) -> str:
         """Hash of everything that changes what a trial measures (not where results go)."""
@@ -756,7 +776,7 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     given = {k: v for k, v in overrides.items() if v is not None}
     if not given:
         return config
-    raw = json.loads(config.model_dump_json())
+    raw = config.model_dump(mode="json")
     for key, value in given.items():
         raw["sweep"][key] = value
     try:
