@@ -12,6 +12,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -48,6 +49,13 @@ AXES = ("precision", "jit_compile", "backend", "strategy")
 MODEL_SOURCES = ("builtin", "application", "path", "factory")
 DATA_SOURCES = ("synthetic", "npz", "csv", "callable")
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+# A config is a few KiB of plain YAML. These bounds keep hostile or broken files (billion laughs,
+# deep nesting, huge integers) from reaching the validator, and so from ever reaching a worker.
+MAX_CONFIG_BYTES = 2**20
+MAX_YAML_NODES = 100_000  # values after aliases are expanded
+MAX_YAML_DEPTH = 64  # nesting levels, aliases expanded
+MAX_INT_DIGITS = 100
 
 
 class KeyedError(ValueError):
@@ -120,6 +128,34 @@ def _reference(value: str | None) -> str | None:
     return value
 
 
+def _plain(value: Any, subkey: str = "", within: tuple[int, ...] = ()) -> Any:
+    """``value`` when it is plain data that travels to the worker as JSON unchanged: text, numbers,
+    true/false, null, lists and mappings with text keys (so no NaN, dates, bytes or cycles)."""
+    if isinstance(value, (list, tuple, dict)):
+        if id(value) in within:
+            raise KeyedError(subkey, f"got a {type(value).__name__} that contains itself, expected plain values")
+        if len(within) >= MAX_YAML_DEPTH:
+            raise KeyedError(subkey, f"got values nested more than {MAX_YAML_DEPTH} levels deep, "
+                                     "expected a flatter value")
+        within = (*within, id(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise KeyedError(subkey, f"got {value}, expected a finite number")
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _plain(item, f"{subkey}[{i}]", within)
+        return value
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise KeyedError(subkey, f"got the key {show(key)}, expected text keys")
+            _plain(item, f"{subkey}.{key}", within)
+        return value
+    raise KeyedError(subkey, f"got {type(value).__name__} {show(value)}, expected plain values: text, numbers, "
+                             "true/false, null, lists and mappings")
+
+
 # ---------------------------------------------------------------- model
 class OptimizerSpec(BaseModel):
     """``{name, learning_rate, ...}``; other keys go to the optimizer as they are (beta_1, momentum)."""
@@ -133,6 +169,7 @@ class OptimizerSpec(BaseModel):
         for key in self.model_extra or {}:
             if key in ("lr", "learningrate", "rate") or difflib.get_close_matches(key, ["learning_rate"], cutoff=0.8):
                 raise KeyedError(f".{key}", "unknown key, did you mean 'learning_rate'?")
+            _plain(self.model_extra[key], f".{key}")
         return self
 
 
@@ -180,6 +217,11 @@ class ModelSpec(_Strict):
     @classmethod
     def _factory_form(cls, value: str | None) -> str | None:
         return _reference(value)
+
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _plain_kwargs(cls, value: Any) -> Any:
+        return _plain(value)
 
     @field_validator("input_shape")
     @classmethod
@@ -242,6 +284,11 @@ class CallableSpec(_Strict):
     @classmethod
     def _function_form(cls, value: str) -> str:
         return _reference(value)
+
+    @field_validator("kwargs", mode="before")
+    @classmethod
+    def _plain_kwargs(cls, value: Any) -> Any:
+        return _plain(value)
 
 
 class DataSpec(_Strict):
@@ -707,13 +754,82 @@ def config_from_dict(raw: Any, source: str | None = None, base_dir: str | Path =
     return config
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """The safe loader, but a key given twice in one mapping is an error, not a silent overwrite."""
+_YAML = "tag:yaml.org,2002:"
+_PLAIN_TAGS = {_YAML + t for t in ("str", "int", "float", "bool", "null", "seq", "map", "merge")}
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """A file beyond what a config can be; the problem reads 'got ..., expected ...'."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag[len(_YAML):] if tag.startswith(_YAML) else tag
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """The safe loader, bounded: a key given twice in one mapping is an error, not a silent overwrite;
+    nesting, alias expansion and integers have limits; recursive aliases and tags beyond plain YAML
+    are refused; an unquoted date stays text (no config key is a date, and every value travels to
+    the worker as JSON)."""
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != _YAML + "timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._open_anchors: set[str] = set()
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            if event.anchor in self._open_anchors:
+                raise _LimitError(f"got the alias *{event.anchor} inside its own anchor &{event.anchor}, "
+                                  "expected aliases that do not contain themselves", event.start_mark)
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _LimitError(f"got values nested more than {MAX_YAML_DEPTH} levels deep, "
+                              "expected a flatter config", event.start_mark)
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor is not None:
+            self._open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            self._open_anchors.discard(anchor)
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _bounded(node, {}, 1)
+        return node
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:  # the values a constructor cannot make
+            raise _LimitError(f"got {show(node.value) if isinstance(node.value, str) else 'a value'} that YAML "
+                              f"cannot read ({exc}), expected plain YAML values", node.start_mark) from None
+
+    def construct_yaml_int(self, node):
+        digits = len(str(node.value).replace("_", "").lstrip("+-"))
+        if digits > MAX_INT_DIGITS:
+            raise _LimitError(f"got an integer of {digits} digits, expected at most {MAX_INT_DIGITS} digits",
+                              node.start_mark)
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node, deep=False):
         seen: dict = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == _YAML + "merge":
                 continue
             key = self.construct_object(key_node, deep=True)
             try:
@@ -728,23 +844,45 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: str | Path) -> Any:
-    """The parsed YAML of a config file, or a ConfigError that names the file (and the line)."""
-    path = Path(path)
-    label = str(path)
-    if not path.exists():
-        raise ConfigError("not found, expected the path of a YAML config file", file=label)
-    if path.is_dir():
-        raise ConfigError("is a folder, expected a YAML config file", file=label)
+_ConfigLoader.add_constructor(_YAML + "int", _ConfigLoader.construct_yaml_int)
+
+
+def _bounded(node: yaml.Node, sizes: dict[int, tuple[int, int]], depth: int) -> tuple[int, int]:
+    """(values, levels) under ``node`` with aliases expanded, refusing any beyond the limits and any
+    tag beyond plain YAML. ``sizes`` holds nodes already counted (an alias is a shared node)."""
+    known = sizes.get(id(node))
+    if known is None:
+        if node.tag not in _PLAIN_TAGS:
+            raise _LimitError(f"got the YAML tag {_show_tag(node.tag)}, expected plain YAML: text, numbers, "
+                              "true/false, null, lists and mappings (no tags such as !!python or !!binary)",
+                              node.start_mark)
+        count, levels = 1, 1
+        children = node.value if isinstance(node, yaml.SequenceNode) else \
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+        for child in children:
+            child_count, child_levels = _bounded(child, sizes, depth + 1)
+            count, levels = count + child_count, max(levels, child_levels + 1)
+            if count > MAX_YAML_NODES:
+                raise _LimitError(f"got more than {MAX_YAML_NODES:,} values here once aliases are expanded, "
+                                  "expected a config of a few hundred", node.start_mark)
+        known = sizes[id(node)] = (count, levels)
+    if depth - 1 + known[1] > MAX_YAML_DEPTH:
+        raise _LimitError(f"got values nested more than {MAX_YAML_DEPTH} levels deep once aliases are expanded, "
+                          "expected a flatter config", node.start_mark)
+    return known
+
+
+def parse_yaml(text: str, source: str = "config") -> Any:
+    """YAML text -> plain data (dicts, lists, text, numbers, booleans, None) with every protection
+    read_yaml has, or a ConfigError that names ``source`` (and the line)."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"got {len(text):,} characters, expected a YAML config of at most "
+                          f"{MAX_CONFIG_BYTES // 2**20} MiB", file=source)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError("is not UTF-8 text, expected a YAML config file", file=label) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"cannot be read ({reason}), expected a readable YAML config file", file=label) from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        return yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass
+    except _LimitError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(exc.problem, file=source, key=f"line {mark.line + 1}, column {mark.column + 1}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
@@ -755,9 +893,36 @@ def read_yaml(path: str | Path) -> Any:
         else:
             tabs = " (YAML is indented with spaces, not tabs)" if "\\t" in problem else ""
             message = f"YAML syntax error: {problem}{tabs}"
-        raise ConfigError(message, file=label, key=where) from None
+        raise ConfigError(message, file=source, key=where) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML error: {exc}", file=label) from None
+        raise ConfigError(f"YAML error: {exc}", file=source) from None
+    except RecursionError:  # the limits above should make this unreachable; never a traceback
+        raise ConfigError(f"got values nested too deeply, expected at most {MAX_YAML_DEPTH} levels",
+                          file=source) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The parsed YAML of a config file, or a ConfigError that names the file (and the line)."""
+    path = Path(path)
+    label = str(path)
+    if not path.exists():
+        raise ConfigError("not found, expected the path of a YAML config file", file=label)
+    if path.is_dir():
+        raise ConfigError("is a folder, expected a YAML config file", file=label)
+    try:
+        with path.open("rb") as stream:
+            blob = stream.read(MAX_CONFIG_BYTES + 1)  # bounded: the path may be /dev/zero or a huge file
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"cannot be read ({reason}), expected a readable YAML config file", file=label) from None
+    if len(blob) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"is larger than {MAX_CONFIG_BYTES // 2**20} MiB, expected a YAML config file "
+                          "(a config is a few KiB)", file=label)
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError("is not UTF-8 text, expected a YAML config file", file=label) from None
+    return parse_yaml(text, label)
 
 
 def load_config(path: str | Path) -> Config:
@@ -955,5 +1120,5 @@ def keras_application_names() -> set[str] | None:
 
 __all__ = [
     "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "keras_application_names",
-    "load_config", "read_yaml", "show", "static_checks",
+    "load_config", "parse_yaml", "read_yaml", "show", "static_checks",
 ]

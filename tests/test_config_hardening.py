@@ -3,13 +3,18 @@ validation: every bad one is one ConfigError line, exit 2, never a traceback. No
 
 from __future__ import annotations
 
+import datetime
+import time
 from pathlib import Path
 
 import pytest
 
-from batchbench.config import apply_overrides, config_from_dict, load_config, static_checks
+from batchbench.config import apply_overrides, config_from_dict, load_config, parse_yaml, read_yaml, static_checks
+from batchbench.errors import ConfigError
 
 SWEEP = "sweep: {batch_sizes: [16, 32], repeats: 3}\n"
+CYCLE: list = []
+CYCLE.append(CYCLE)
 
 MODELS = {
     "builtin": "model: {builtin: mlp, kwargs: {hidden: 8}}\n",
@@ -89,3 +94,124 @@ def test_resolved_output_dir_is_absolute_and_reads_back_the_same(tmp_path, monke
     assert config.resolved()["output"]["dir"] == str(tmp_path / "results")  # the working directory's
     again = config_from_dict(config.resolved(), source=config.source_file, base_dir=config.base_dir)
     assert again.output.dir == str(tmp_path / "results")
+
+
+# ---------------------------------------------------------------- hostile or broken YAML
+def problem(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = info.value.format_message()
+    assert "Traceback" not in message and "\n" not in message, message  # one line
+    assert message.startswith(f"{path}: "), message
+    return message
+
+
+def laughs(levels: int = 9) -> str:
+    text = "model:\n  builtin: mlp\n  kwargs:\n    l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, levels):
+        text += f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n"
+    return text + SWEEP
+
+
+def test_billion_laughs_is_refused_while_loading(tmp_path):
+    started = time.perf_counter()
+    message = problem(write(tmp_path, laughs()))
+    assert time.perf_counter() - started < 5  # counted, never expanded
+    assert "line 8, column 9: got more than 100,000 values here once aliases are expanded" in message
+
+
+def test_anchors_within_the_bounds_still_work(tmp_path):
+    config = load_config(write(tmp_path, laughs(levels=4)))  # 10,000 values once expanded
+    assert len(config.model.kwargs["l3"]) == 10 and config.model.kwargs["l3"][0][0][0] == ["lol"] * 10
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "words"),
+    [
+        ("model: {builtin: mlp, kwargs: {x: " + "[" * 5000 + "]" * 5000 + "}}\n" + SWEEP,
+         "line 1, column 96", "got values nested more than 64 levels deep, expected a flatter config"),
+        ("model: {builtin: mlp, kwargs: {x: " + "9" * 5000 + "}}\n" + SWEEP,
+         "line 1, column 35", "got an integer of 5000 digits, expected at most 100 digits"),
+        ("model: {builtin: mlp, kwargs: {x: -" + "1_000" * 100 + "}}\n" + SWEEP,
+         "line 1, column 35", "got an integer of 400 digits"),
+        ("model: {builtin: mlp, kwargs: {a: &a [*a]}}\n" + SWEEP,
+         "line 1, column 39", "got the alias *a inside its own anchor &a, expected aliases that do not contain"),
+        ("model: {builtin: mlp, kwargs: &k {x: 1, y: {<<: *k}}}\n" + SWEEP,
+         "line 1, column 49", "got the alias *k inside its own anchor &k"),
+        ("model: {builtin: mlp, kwargs: {a: !!binary /w==}}\n" + SWEEP,
+         "line 1, column 35", "got the YAML tag !!binary, expected plain YAML"),
+        ("model: {builtin: mlp, kwargs: {a: !!set {x, y}}}\n" + SWEEP, "line 1, column 35", "got the YAML tag !!set"),
+        ("model: {builtin: mlp, kwargs: {a: !mine x}}\n" + SWEEP, "line 1, column 35", "got the YAML tag !mine"),
+        ("model: {builtin: mlp, kwargs: {a: !!timestamp 2024-02-30}}\n" + SWEEP,
+         "line 1, column 35", "got the YAML tag !!timestamp"),
+    ],
+)
+def test_yaml_beyond_a_config_is_one_line_naming_file_and_line(tmp_path, text, where, words):
+    path = write(tmp_path, text)
+    message = problem(path)
+    assert message.startswith(f"{path}: {where}: "), message
+    assert words in message
+
+
+def test_deep_nesting_through_aliases_is_refused(tmp_path):
+    # each anchor is 40 levels deep, within the bound; nested in one another they are not
+    text = "model:\n  builtin: mlp\n  kwargs:\n    a: &a " + "[" * 40 + "1" + "]" * 40 + "\n"
+    text += "    b: &b " + "[" * 30 + "*a" + "]" * 30 + "\n" + SWEEP
+    message = problem(write(tmp_path, text))
+    assert "got values nested more than 64 levels deep once aliases are expanded" in message
+
+
+def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
+    path = write(tmp_path, MODELS["builtin"] + SWEEP + "# " + "x" * 2**20 + "\n")
+    assert problem(path) == f"{path}: is larger than 1 MiB, expected a YAML config file (a config is a few KiB)"
+
+
+def test_an_endless_file_is_refused_not_read_to_the_end(tmp_path):
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero")
+    with pytest.raises(ConfigError, match="is larger than 1 MiB"):
+        read_yaml("/dev/zero")
+
+
+def test_unquoted_dates_stay_text(tmp_path):
+    config = load_config(write(tmp_path, "model: {builtin: mlp, kwargs: {since: 2024-02-30, at: 2024-01-01}}\n"
+                                         + SWEEP))
+    assert config.model.kwargs == {"since": "2024-02-30", "at": "2024-01-01"}
+
+
+def test_parse_yaml_has_the_same_protections():
+    with pytest.raises(ConfigError, match=r"^\(command line\): line 1, column 8: got the alias \*a inside"):
+        parse_yaml("a: &a [*a]\n", "(command line)")
+    with pytest.raises(ConfigError, match=r"^x.yaml: line 1, column 4: got an integer of 200 digits"):
+        parse_yaml("a: " + "1" * 200, "x.yaml")
+    with pytest.raises(ConfigError, match="expected a YAML config of at most 1 MiB"):
+        parse_yaml("a: 1\n" * 2**18)
+    assert parse_yaml("a: &x [1, 2]\nb: *x\n") == {"a": [1, 2], "b": [1, 2]}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key", "words"),
+    [
+        ({"x": float("nan")}, "model.kwargs.x", "got nan, expected a finite number"),
+        ({"x": [1, float("inf")]}, "model.kwargs.x[1]", "got inf, expected a finite number"),
+        ({"x": datetime.date(2024, 1, 1)}, "model.kwargs.x", "got date datetime.date(2024, 1, 1), expected plain"),
+        ({"x": {"y": b"\xff"}}, "model.kwargs.x.y", "got bytes b'\\xff', expected plain values"),
+        ({1: 2}, "model.kwargs", "got the key 1, expected text keys"),
+        ({"x": CYCLE}, "model.kwargs.x[0]", "got a list that contains itself, expected plain values"),
+    ],
+)
+def test_kwargs_from_python_must_be_plain_json(kwargs, key, words):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"model": {"builtin": "mlp", "kwargs": kwargs}, "sweep": {"batch_sizes": [8]}})
+    assert info.value.format_message().startswith(f"config: {key}: {words}")
+
+
+def test_callable_kwargs_and_optimizer_extras_must_be_plain_too():
+    with pytest.raises(ConfigError, match=r"^config: data.callable.kwargs.n: got nan"):
+        config_from_dict({"model": {"builtin": "mlp"}, "data": {"callable": {"function": "m:f",
+                                                                              "kwargs": {"n": float("nan")}}},
+                          "sweep": {"batch_sizes": [8]}})
+    with pytest.raises(ConfigError, match=r"^config: model.compile.optimizer.momentum: got inf"):
+        config_from_dict({"model": {"builtin": "mlp", "compile": {"optimizer": {"name": "sgd",
+                                                                                "momentum": float("inf")}}},
+                          "sweep": {"batch_sizes": [8]}})

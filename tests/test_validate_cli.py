@@ -310,3 +310,28 @@ def test_factory_example_builds_a_keras_model():
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report == {"is_model": True, "input": [None, 28, 28, 1], "output": [None, 10], "compiled": True}
+
+
+# ---------------------------------------------------------------- inputs beyond a config
+HOSTILE = {
+    "billion laughs": ("model:\n  builtin: mlp\n  kwargs:\n    l0: &l0 [a, a, a, a, a, a, a, a, a, a]\n"
+                       + "".join(f"    l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 9))
+                       + "sweep: {batch_sizes: [8]}\n", "line 8, column 9", "once aliases are expanded"),
+    "deep nesting": ("model: {builtin: mlp, kwargs: {x: " + "[" * 5000 + "]" * 5000 + "}}\nsweep: {batch_sizes: [8]}\n",
+                     "line 1, column 96", "nested more than 64 levels deep"),
+    "huge integer": ("model: {builtin: mlp, kwargs: {x: " + "7" * 5000 + "}}\nsweep: {batch_sizes: [8]}\n",
+                     "line 1, column 35", "got an integer of 5000 digits"),
+    "recursive alias": ("model: {builtin: mlp, kwargs: {a: &a [*a]}}\nsweep: {batch_sizes: [8]}\n",
+                        "line 1, column 39", "got the alias *a inside its own anchor &a"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_yaml_exits_2_with_one_line(tmp_path, case):
+    text, where, words = HOSTILE[case]
+    path = write(tmp_path, text)
+    code, output = validate(path)
+    assert code == 2, output
+    assert output.startswith(f"error: {path}: {where}: got "), output
+    assert words in output
+    assert len(output.strip().splitlines()) == 1
