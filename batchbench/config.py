@@ -36,7 +36,14 @@ from pydantic import (
 )
 
 from batchbench.errors import ConfigError
-from batchbench.units import parse_batch_sizes, parse_fraction, parse_size, powers_of_two
+from batchbench.units import (
+    MAX_BATCH_SIZE,
+    check_batch_size_count,
+    parse_batch_sizes,
+    parse_fraction,
+    parse_size,
+    powers_of_two,
+)
 
 BUILTIN_MODELS = ("mlp", "cnn")
 MODES = ("fit", "predict")
@@ -373,6 +380,13 @@ def _axis_list(value: Any, allowed: tuple) -> list:
     return out
 
 
+def _batch_size(value: Any, subkey: str) -> int:
+    size = _positive_int(value, subkey)
+    if size > MAX_BATCH_SIZE:
+        raise KeyedError(subkey, f"got {show(value)}, expected a batch size of at most {MAX_BATCH_SIZE:,} (2**24)")
+    return size
+
+
 def _batch_size_range(value: dict) -> list[int]:
     for key in value:
         if key not in ("min", "max"):
@@ -382,7 +396,7 @@ def _batch_size_range(value: dict) -> list[int]:
     for key in ("min", "max"):
         if key not in value:
             raise KeyedError(f".{key}", "missing, expected both min and max (e.g. {min: 8, max: 256})")
-        _positive_int(value[key], f".{key}")
+        _batch_size(value[key], f".{key}")
     low, high = int(value["min"]), int(value["max"])
     if low > high:
         raise KeyedError("", f"got min {low} larger than max {high}, expected min <= max")
@@ -444,7 +458,11 @@ class SweepSpec(_Strict):
             raise ValueError(f"got {show(value)}, expected a list such as [8, 16, 32] or a range {{min: 8, max: 256}}")
         if not value:
             raise ValueError("got an empty list, expected at least one batch size such as [8, 16, 32]")
-        return sorted({_positive_int(v, f"[{i}]") for i, v in enumerate(value)})
+        sizes = sorted({_batch_size(v, f"[{i}]") for i, v in enumerate(value)})
+        try:
+            return check_batch_size_count(sizes)
+        except ValueError as exc:
+            raise KeyedError("", str(exc)) from None
 
     @field_validator("margin", mode="before")
     @classmethod
@@ -497,6 +515,18 @@ class OutputSpec(_Strict):
     plots: bool = True
 
 
+# A run is written under output.dir/<name>/: one plain folder, never '.', '..' or hidden.
+_NAME_RE = re.compile(r"[\w\-][\w.\-]*")
+MAX_NAME_LENGTH = 100
+
+
+def folder_name(text: str, fallback: str = "batchbench") -> str:
+    """A safe run name made from ``text`` (a file stem, a model reference): characters outside
+    letters, digits, '.', '-' and '_' become '_', leading dots go, and it is cut to length."""
+    name = re.sub(r"[^\w.\-]", "_", text).lstrip(".")[:MAX_NAME_LENGTH]
+    return name if name and _NAME_RE.fullmatch(name) else fallback
+
+
 class Config(_Strict):
     name: str = "batchbench"
     model: ModelSpec
@@ -508,8 +538,10 @@ class Config(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[\w.\-]+", value):
-            raise ValueError(f"got {show(value)}, expected letters, digits, '.', '-' or '_' (it names a folder)")
+        if not _NAME_RE.fullmatch(value) or len(value) > MAX_NAME_LENGTH:
+            raise ValueError(f"got {show(value)}, expected a folder name: letters, digits, '.', '-' or '_', "
+                             f"not starting with '.', at most {MAX_NAME_LENGTH} characters (it names a folder "
+                             "under output.dir)")
         return value
 
     @field_validator("device", mode="before")
@@ -750,7 +782,7 @@ def config_from_dict(raw: Any, source: str | None = None, base_dir: str | Path =
     config.source_file = source
     config.base_dir = str(base)
     if "name" not in raw and source:
-        config.name = re.sub(r"[^\w.\-]", "_", Path(source).stem) or "batchbench"
+        config.name = folder_name(Path(source).stem)
     return config
 
 
@@ -959,9 +991,10 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
 
 
 # ---------------------------------------------------------------- checks beyond the schema
-def static_checks(config: Config) -> None:
+def static_checks(config: Config, check_output_dir: bool = True) -> None:
     """Checks that need the file system but not TensorFlow: files exist, factories are findable,
-    application names are real. Every problem is reported at once."""
+    application names are real, output.dir can be written (unless ``check_output_dir`` is False:
+    the run goes to --out instead). Every problem is reported at once."""
     problems: list[tuple[str, str]] = []
     model = config.model
     if model.path is not None:
@@ -985,7 +1018,7 @@ def static_checks(config: Config) -> None:
             problem = _check_reference(target, config.base_dir)
             if problem:
                 problems.append((key, problem))
-    problem = _check_output_dir(config.output.dir)
+    problem = _check_output_dir(config.output.dir) if check_output_dir else None
     if problem:
         problems.append(("output.dir", problem))
     if problems:
@@ -1119,6 +1152,6 @@ def keras_application_names() -> set[str] | None:
 
 
 __all__ = [
-    "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "keras_application_names",
-    "load_config", "parse_yaml", "read_yaml", "show", "static_checks",
+    "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "folder_name",
+    "keras_application_names", "load_config", "parse_yaml", "read_yaml", "show", "static_checks",
 ]

@@ -32,17 +32,22 @@ def parse_shape(text: str) -> list[int]:
 
 
 def predict_config(config_path, model_ref, input_shape, resume, default: dict):
+    """The config (and the mapping as given) for predict-throughput: CONFIG, with --model and
+    --input-shape laid over it, or the built-in default. Any bad input is a ConfigError."""
     from batchbench.cli import _load
-    from batchbench.config import config_from_dict
+    from batchbench.config import config_from_dict, read_yaml, show
 
     if model_ref is None and input_shape is None:
         return _load(config_path, resume, default=default)
     if config_path:
-        from batchbench.config import read_yaml
-
-        raw = read_yaml(config_path) or {}
+        raw = read_yaml(config_path)
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"got {type(raw).__name__} {show(raw)}, expected a mapping with keys "
+                              "name, model, data, sweep, device, output", file=str(config_path))
         base_dir = Path(config_path).parent
-        source = config_path
+        source = str(config_path)
     else:
         raw = copy.deepcopy(default)
         base_dir = Path.cwd()
@@ -52,13 +57,20 @@ def predict_config(config_path, model_ref, input_shape, resume, default: dict):
         raw["name"] = (raw.get("name") if config_path else None) or _name_for(raw["model"])
     if input_shape is not None:
         shape = parse_shape(input_shape)
-        raw.setdefault("model", {})["input_shape"] = shape
+        # Laid over mappings only: anything else stays as written, for the validator to name.
+        model = raw.setdefault("model", {})
+        if isinstance(model, dict):
+            model["input_shape"] = shape
         data = raw.setdefault("data", {"synthetic": {}})
-        if "synthetic" in data:
-            data["synthetic"] = {**(data.get("synthetic") or {}), "input_shape": shape}
+        synthetic = data.get("synthetic", False) if isinstance(data, dict) else False
+        if synthetic is None or synthetic is True or isinstance(synthetic, dict):  # `synthetic:` alone: defaults
+            data["synthetic"] = {**(synthetic if isinstance(synthetic, dict) else {}), "input_shape": shape}
     return config_from_dict(raw, source=source, base_dir=base_dir), raw
 
 
 def _name_for(model: dict) -> str:
-    value = next(iter(model.values()))
-    return "predict-" + Path(str(value)).stem.replace(":", "-").replace(".", "-")
+    from batchbench.config import folder_name
+
+    kind, value = next(iter(model.items()))
+    label = Path(str(value)).stem if kind == "path" else str(value)
+    return folder_name("predict-" + label.replace(":", "-").replace(".", "-"), "predict")

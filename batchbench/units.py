@@ -69,12 +69,39 @@ def parse_fraction(text: str | int | float) -> float:
     return value
 
 
+# Bounds that make a typo (1e300, a stray digit) an error rather than a plan of a thousand trials
+# or a batch no device can hold: 2**24 samples in one batch is far beyond any accelerator today.
+MAX_BATCH_SIZE = 2**24
+MAX_BATCH_SIZES = 64  # batch sizes in one sweep
+_TOO_LARGE = f"expected batch sizes of at most {MAX_BATCH_SIZE:,} (2**24)"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[:limit - 4] + "...'"
+
+
+def _too_large(digits: str) -> bool:
+    # Compared by length first: int() of thousands of digits raises (Python's digit limit).
+    digits = digits.lstrip("0")
+    return len(digits) > len(str(MAX_BATCH_SIZE)) or int(digits or "0") > MAX_BATCH_SIZE
+
+
+def check_batch_size_count(sizes: list[int]) -> list[int]:
+    """``sizes`` when there are at most MAX_BATCH_SIZES of them."""
+    if len(sizes) > MAX_BATCH_SIZES:
+        raise ValueError(f"got {len(sizes)} batch sizes, expected at most {MAX_BATCH_SIZES} in one sweep")
+    return sizes
+
+
 def powers_of_two(low: int, high: int) -> list[int]:
-    """Every power of two in [low, high]."""
+    """Every power of two in [low, high], which must lie within 1 .. MAX_BATCH_SIZE."""
     if low < 1 or high < 1:
         raise ValueError(f"got the range {low}-{high}, expected positive batch sizes")
     if low > high:
         raise ValueError(f"got the range {low}-{high} (min is larger than max), expected min <= max")
+    if high > MAX_BATCH_SIZE:
+        raise ValueError(f"got the range {low}-{high}, {_TOO_LARGE}")
     sizes, p = [], 1
     while p <= high:
         if p >= low:
@@ -96,14 +123,18 @@ def parse_batch_sizes(text: str) -> list[int]:
         raise ValueError(f"got nothing, {_BATCH_EXPECTED}")
     range_match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", raw)
     if range_match:
+        if _too_large(range_match.group(1)) or _too_large(range_match.group(2)):
+            raise ValueError(f"got the range {_clip(raw)}, {_TOO_LARGE}")
         return powers_of_two(int(range_match.group(1)), int(range_match.group(2)))
     sizes = []
     for part in raw.split(","):
         part = part.strip()
-        if not re.fullmatch(r"\d+", part) or int(part) <= 0:
+        if not re.fullmatch(r"\d+", part) or not part.strip("0"):
             raise ValueError(f"got {text!r} ({part!r} is not a positive integer), {_BATCH_EXPECTED}")
+        if _too_large(part):
+            raise ValueError(f"got {_clip(text)} ({_clip(part, 24)} is too large), {_TOO_LARGE}")
         sizes.append(int(part))
-    return sorted(set(sizes))
+    return check_batch_size_count(sorted(set(sizes)))
 
 
 def parse_list(text: str) -> list[str]:

@@ -9,8 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from batchbench.config import apply_overrides, config_from_dict, load_config, parse_yaml, read_yaml, static_checks
+from batchbench.config import (
+    apply_overrides,
+    config_from_dict,
+    folder_name,
+    load_config,
+    parse_yaml,
+    read_yaml,
+    static_checks,
+)
 from batchbench.errors import ConfigError
+from batchbench.units import parse_batch_sizes
 
 SWEEP = "sweep: {batch_sizes: [16, 32], repeats: 3}\n"
 CYCLE: list = []
@@ -215,3 +224,134 @@ def test_callable_kwargs_and_optimizer_extras_must_be_plain_too():
         config_from_dict({"model": {"builtin": "mlp", "compile": {"optimizer": {"name": "sgd",
                                                                                 "momentum": float("inf")}}},
                           "sweep": {"batch_sizes": [8]}})
+
+
+# ---------------------------------------------------------------- predict-throughput's own config
+def predict(tmp_path, text, model_ref=None, input_shape=None):
+    from batchbench.predict_cli import predict_config
+
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        predict_config(str(path), model_ref, input_shape, None, {"model": {"builtin": "mlp"}})
+    message = info.value.format_message()
+    assert "\n" not in message and message.startswith(f"{path}: "), message
+    return message.removeprefix(f"{path}: ")
+
+
+@pytest.mark.parametrize(("model_ref", "input_shape"), [("builtin:mlp", None), (None, "8"), ("builtin:cnn", "8,8,3")])
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("- a\n- b\n", "got list ['a', 'b'], expected a mapping with keys name, model"),
+        ("hello\n", "got str 'hello', expected a mapping"),
+        ("42\n", "got int 42, expected a mapping"),
+        ("model: {builtin: mlp}\ndata: 5\n" + SWEEP, "data: got 5, expected a mapping with keys synthetic"),
+        ("model: {builtin: mlp}\ndata: {synthetic: 5}\n" + SWEEP, "data.synthetic: got 5, expected a mapping"),
+        ("model: {builtin: mlp}\ndata: [1]\n" + SWEEP, "data: got [1], expected a mapping"),
+    ],
+)
+def test_predict_throughput_overrides_on_a_bad_file_are_one_line(tmp_path, text, words, model_ref, input_shape):
+    assert predict(tmp_path, text, model_ref, input_shape).startswith(words)
+
+
+def test_predict_throughput_input_shape_on_a_model_that_is_not_a_mapping(tmp_path):
+    assert predict(tmp_path, "model: [1, 2]\n" + SWEEP, input_shape="8").startswith(
+        "model: got [1, 2], expected a mapping with keys builtin")
+
+
+def test_predict_throughput_input_shape_fills_in_bare_synthetic(tmp_path):
+    from batchbench.predict_cli import predict_config
+
+    path = write(tmp_path, "model: {builtin: mlp}\ndata:\n  synthetic:\n" + SWEEP)
+    config, _ = predict_config(str(path), None, "6", None, {})
+    assert config.model.input_shape == [6] and config.data.synthetic.input_shape == [6]
+
+
+@pytest.mark.parametrize(("model", "name"), [({"path": "/m/my model.keras"}, "predict-my_model"),
+                                             ({"builtin": "cnn"}, "predict-cnn"),
+                                             ({"factory": "zoo.sub:build"}, "predict-zoo-sub-build"),
+                                             ({"path": "/m/..keras"}, "predict--")])
+def test_predict_throughput_names_from_a_model_are_folder_names(model, name):
+    from batchbench.predict_cli import _name_for
+
+    assert _name_for(model) == name
+    config_from_dict({"name": name, "model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8]}})
+
+
+# ---------------------------------------------------------------- names and batch sizes that escape
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../up", "a\\b", "/abs", "a b", "x" * 101, "", "a\x00"])
+def test_a_name_must_be_one_plain_folder(name):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"name": name, "model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8]}})
+    assert info.value.format_message().startswith("config: name: got ")
+    assert "expected a folder name" in info.value.format_message()
+
+
+@pytest.mark.parametrize("name", ["resnet", "v1.2", "my-run_3", "x" * 100, "modèle", "-dash"])
+def test_plain_names_pass(name):
+    assert config_from_dict({"name": name, "model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8]}}).name == name
+
+
+@pytest.mark.parametrize(("filename", "name"), [("..yaml", "batchbench"), ("...yaml", "batchbench"),
+                                                (".hidden.yaml", "hidden"), ("a b.c.yaml", "a_b.c"),
+                                                ("x" * 150 + ".yaml", "x" * 100)])
+def test_the_name_from_a_file_stem_is_always_safe(tmp_path, filename, name):
+    config = load_config(write(tmp_path, MODELS["builtin"] + SWEEP, filename))
+    assert config.name == name
+
+
+def test_folder_name():
+    assert [folder_name(t) for t in ["..", ".", "a/../b", ".git", "", "ok"]] == \
+        ["batchbench", "batchbench", "a_.._b", "git", "batchbench", "ok"]
+    assert folder_name("..", fallback="predict") == "predict"
+
+
+@pytest.mark.parametrize(
+    ("batch_sizes", "key", "words"),
+    [
+        ([2**63 + 1], "sweep.batch_sizes[0]", "got 9223372036854775809, expected a batch size of at most 16,777,216"),
+        ([8, 2**24 + 1], "sweep.batch_sizes[1]", "expected a batch size of at most 16,777,216 (2**24)"),
+        ({"min": 1, "max": 1e300}, "sweep.batch_sizes.max", "got 1e+300, expected a batch size of at most"),
+        ({"min": 2**30, "max": 2**31}, "sweep.batch_sizes.min", "expected a batch size of at most"),
+        (list(range(1, 66)), "sweep.batch_sizes", "got 65 batch sizes, expected at most 64 in one sweep"),
+        ("1-99999999999999999999", "sweep.batch_sizes", "expected batch sizes of at most 16,777,216 (2**24)"),
+        ("8," + "9" * 5000, "sweep.batch_sizes", "is too large), expected batch sizes of at most"),
+        (",".join(map(str, range(1, 70))), "sweep.batch_sizes", "got 69 batch sizes, expected at most 64"),
+    ],
+)
+def test_batch_sizes_are_bounded(batch_sizes, key, words):
+    with pytest.raises(ConfigError) as info:
+        config_from_dict({"model": {"builtin": "mlp"}, "sweep": {"batch_sizes": batch_sizes}})
+    message = info.value.format_message()
+    assert message.startswith(f"config: {key}: got "), message
+    assert words in message and len(message) < 300
+
+
+def test_the_largest_batch_sizes_still_pass():
+    sweep = {"batch_sizes": {"min": 1, "max": 2**24}}
+    assert config_from_dict({"model": {"builtin": "mlp"}, "sweep": sweep}).sweep.batch_sizes[-1] == 2**24
+    many = {"batch_sizes": list(range(1, 65))}
+    assert len(config_from_dict({"model": {"builtin": "mlp"}, "sweep": many}).sweep.batch_sizes) == 64
+
+
+def test_batch_size_bounds_apply_to_overrides_too(tmp_path):
+    config = load_config(write(tmp_path, MODELS["builtin"] + SWEEP))
+    with pytest.raises(ConfigError, match=r"^--batch-sizes: got 16777217, expected a batch size of at most"):
+        apply_overrides(config, batch_sizes=[2**24 + 1])
+
+
+@pytest.mark.parametrize(("text", "words"), [("1-" + "9" * 40, "expected batch sizes of at most 16,777,216"),
+                                             ("8,33554432", "'33554432' is too large"),
+                                             (",".join(map(str, range(1, 66))), "got 65 batch sizes")])
+def test_parse_batch_sizes_is_bounded(text, words):
+    with pytest.raises(ValueError) as info:
+        parse_batch_sizes(text)
+    assert str(info.value).startswith("got ") and words in str(info.value) and len(str(info.value)) < 200
+
+
+def test_static_checks_can_leave_output_dir_to_out(tmp_path):
+    (tmp_path / "blocked").write_text("a file where the results folder should be")
+    config = load_config(write(tmp_path, MODELS["builtin"] + SWEEP + "output: {dir: blocked/results}\n"))
+    with pytest.raises(ConfigError, match="output.dir: got .*blocked/results, but .*blocked is a file"):
+        static_checks(config)
+    static_checks(config, check_output_dir=False)  # --out given: output.dir is never used

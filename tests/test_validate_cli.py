@@ -104,6 +104,21 @@ BAD = {
     "negative learning rate": ("model: {builtin: mlp, compile: {optimizer: {name: adam, learning_rate: -1}}}\n"
                                "sweep: {batch_sizes: [8]}\n",
                                "model.compile.optimizer.learning_rate", "got -1, expected a number greater than 0"),
+    "name '..'": ("name: '..'\nmodel: {builtin: mlp}\nsweep: {batch_sizes: [8]}\n",
+                  "name", "got '..', expected a folder name"),
+    "name with a slash": ("name: ../../etc\nmodel: {builtin: mlp}\nsweep: {batch_sizes: [8]}\n",
+                          "name", "got '../../etc', expected a folder name"),
+    "hidden name": ("name: .cache\nmodel: {builtin: mlp}\nsweep: {batch_sizes: [8]}\n",
+                    "name", "not starting with '.'"),
+    "batch size above 2**63": ("model: {builtin: mlp}\nsweep: {batch_sizes: [8, 9223372036854775809]}\n",
+                               "sweep.batch_sizes[1]", "expected a batch size of at most 16,777,216 (2**24)"),
+    "range to 1e300": ("model: {builtin: mlp}\nsweep: {batch_sizes: {min: 1, max: 1.0e+300}}\n",
+                       "sweep.batch_sizes.max", "got 1e+300, expected a batch size of at most"),
+    "too many batch sizes": ("model: {builtin: mlp}\nsweep: {batch_sizes: [" + ", ".join(map(str, range(1, 101)))
+                             + "]}\n", "sweep.batch_sizes", "got 100 batch sizes, expected at most 64"),
+    "model a list": ("model: [1, 2]\nsweep: {batch_sizes: [8]}\n", "model", "got [1, 2], expected a mapping"),
+    "data a number": ("model: {builtin: mlp}\ndata: 5\nsweep: {batch_sizes: [8]}\n", "data",
+                      "got 5, expected a mapping"),
 }
 if keras_application_names():
     BAD["unknown application"] = ("model: {application: MobileNetV9}\nsweep: {batch_sizes: [8]}\n",
@@ -335,3 +350,16 @@ def test_hostile_yaml_exits_2_with_one_line(tmp_path, case):
     assert output.startswith(f"error: {path}: {where}: got "), output
     assert words in output
     assert len(output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just text\n", "model: {builtin: mlp}\ndata: 5\n"
+                                  "sweep: {batch_sizes: [8]}\n"])
+@pytest.mark.parametrize("options", [["--model", "builtin:mlp"], ["--input-shape", "8"],
+                                     ["--model", "builtin:mlp", "--input-shape", "8"]])
+def test_predict_throughput_with_a_bad_file_and_overrides_exits_2(tmp_path, text, options):
+    path = write(tmp_path, text)
+    result = CliRunner().invoke(main, ["predict-throughput", str(path), *options, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {path}: ") and "got " in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
