@@ -18,6 +18,7 @@ import re
 import sys
 import types
 from pathlib import Path
+from stat import S_ISREG
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
@@ -27,8 +28,8 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
-    Tag,
     SerializerFunctionWrapHandler,
+    Tag,
     ValidationError,
     field_validator,
     model_serializer,
@@ -567,12 +568,88 @@ class Config(_Strict):
         data["output"]["dir"] = os.path.abspath(os.path.expanduser(data["output"]["dir"]))
         return data
 
+    def measured_settings(self) -> dict[str, Any]:
+        """Everything that changes what a trial measures -- model, data, sweep, device -- and not
+        where results go or what they are called (output, name): a run folder's identity for
+        --resume. Paths are relative to the config's folder, so the same project checked out
+        elsewhere matches; the content of a model or data file is in ``model.digest`` /
+        ``data.digest`` (sha256), so a swapped file does not."""
+        settings = self.resolved()
+        for key in ("output", "name"):
+            settings.pop(key, None)
+        for section, spec in (("model", settings["model"]), ("data", settings["data"].get("npz")),
+                              ("data", settings["data"].get("csv"))):
+            if spec is not None and spec.get("path") is not None:
+                settings[section]["digest"] = file_digest(spec["path"])
+                spec["path"] = Path(os.path.relpath(spec["path"], self.base_dir)).as_posix()
+        return settings
+
     def measurement_hash(self) -> str:
-        """Hash of everything that changes what a trial measures (not where results go)."""
-        data = self.resolved()
-        data.pop("output", None)
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """sha256 (its first 16 hex digits) of measured_settings() as canonical JSON."""
+        return hashlib.sha256(_canonical(self.measured_settings()).encode()).hexdigest()[:16]
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def diff_settings(old: dict, new: dict) -> list[str]:
+    """The dotted keys whose values differ between two measured_settings() (a key only one side has
+    counts), in the order they appear, e.g. ["sweep.repeats", "data.digest"]; [] when they match.
+    Lists are compared whole: a changed batch size list is "sweep.batch_sizes"."""
+    changed: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in [*a, *(k for k in b if k not in a)]:
+                where = f"{prefix}.{key}" if prefix else str(key)
+                if key not in a or key not in b:
+                    changed.append(where)
+                else:
+                    walk(a[key], b[key], where)
+        elif _canonical(a) != _canonical(b):  # as the hash sees them: true is not 1
+            changed.append(prefix)
+
+    walk(old if isinstance(old, dict) else {}, new if isinstance(new, dict) else {}, "")
+    return changed
+
+
+# ---------------------------------------------------------------- file digests
+_DIGEST_CHUNK = 2**20
+_digests: dict[tuple, str] = {}  # (path, inode, mtime, size) -> digest, for this process
+
+
+def file_digest(path: str | Path) -> str | None:
+    """'sha256:<hex>' of a file's bytes, read in 1 MiB chunks and remembered per path, mtime and
+    size; for a folder (a SavedModel), of every file's relative path and digest. None when there is
+    nothing readable there."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            return _folder_digest(p)
+        stat = p.stat()
+        if not S_ISREG(stat.st_mode):
+            return None  # a FIFO or a device would never end
+        key = (str(p.resolve()), stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if key not in _digests:
+            digest = hashlib.sha256()
+            with p.open("rb") as stream:
+                while chunk := stream.read(_DIGEST_CHUNK):
+                    digest.update(chunk)
+            _digests[key] = "sha256:" + digest.hexdigest()
+        return _digests[key]
+    except OSError:
+        return None
+
+
+def _folder_digest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(root, name)
+            digest.update(f"{file.relative_to(folder).as_posix()}\0{file_digest(file)}\n".encode())
+    return "sha256:" + digest.hexdigest()
 
 
 _INTERNAL_FIELDS = ("source_file", "base_dir")
@@ -1152,6 +1229,7 @@ def keras_application_names() -> set[str] | None:
 
 
 __all__ = [
-    "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "folder_name",
-    "keras_application_names", "load_config", "parse_yaml", "read_yaml", "show", "static_checks",
+    "AXES", "Config", "ConfigError", "KeyedError", "apply_overrides", "config_from_dict", "diff_settings",
+    "file_digest", "folder_name", "keras_application_names", "load_config", "parse_yaml", "read_yaml", "show",
+    "static_checks",
 ]

@@ -4,6 +4,10 @@ validation: every bad one is one ConfigError line, exit 2, never a traceback. No
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
+import os
+import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +16,8 @@ import pytest
 from batchbench.config import (
     apply_overrides,
     config_from_dict,
+    diff_settings,
+    file_digest,
     folder_name,
     load_config,
     parse_yaml,
@@ -355,3 +361,127 @@ def test_static_checks_can_leave_output_dir_to_out(tmp_path):
     with pytest.raises(ConfigError, match="output.dir: got .*blocked/results, but .*blocked is a file"):
         static_checks(config)
     static_checks(config, check_output_dir=False)  # --out given: output.dir is never used
+
+
+# ---------------------------------------------------------------- measured settings: a run's identity
+NPZ_CONFIG = MODELS["path"] + DATA["npz"] + SWEEP
+
+
+def strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_measured_settings_hold_what_is_measured_with_relative_paths_and_digests(tmp_path):
+    folder = project(tmp_path / "proj")
+    config = load_config(write(folder, "name: mine\n" + NPZ_CONFIG + "output: {dir: out}\n"))
+    settings = config.measured_settings()
+    assert list(settings) == ["model", "data", "sweep", "device"]  # not name, not output
+    assert settings["model"]["path"] == "model.keras"
+    assert settings["data"]["npz"] == {"path": "data/d.npz", "x": "features", "y": "y"}
+    assert settings["model"]["digest"] == "sha256:" + hashlib.sha256(b"keras bytes").hexdigest()
+    assert settings["data"]["digest"] == "sha256:" + hashlib.sha256((folder / "data/d.npz").read_bytes()).hexdigest()
+    assert not [s for s in strings(settings) if Path(s).is_absolute()]
+    assert settings["sweep"]["repeats"] == 3 and settings["device"] == {"use": "auto", "logical_devices": None}
+    assert config.measurement_hash() == hashlib.sha256(
+        json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def test_the_same_project_checked_out_elsewhere_measures_the_same(tmp_path):
+    one = project(tmp_path / "one")
+    config = load_config(write(one, NPZ_CONFIG))
+    shutil.copytree(one, tmp_path / "deep" / "two")
+    other = load_config(tmp_path / "deep" / "two" / "config.yaml")
+    assert other.resolved()["data"]["npz"]["path"] != config.resolved()["data"]["npz"]["path"]
+    assert other.measured_settings() == config.measured_settings()
+    assert other.measurement_hash() == config.measurement_hash()
+
+
+def test_a_file_outside_the_project_is_still_relative(tmp_path):
+    project(tmp_path / "shared")
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    config = load_config(write(folder, f"model: {{path: {tmp_path / 'shared' / 'model.keras'}}}\n" + SWEEP))
+    assert config.measured_settings()["model"]["path"] == "../shared/model.keras"
+
+
+@pytest.mark.parametrize(
+    ("change", "keys"),
+    [
+        (lambda f: (f / "data" / "d.npz").write_bytes(b"other features"), ["data.digest"]),
+        (lambda f: (f / "model.keras").write_bytes(b"retrained"), ["model.digest"]),
+        (lambda f: (f / "config.yaml").write_text(NPZ_CONFIG.replace("repeats: 3", "repeats: 5")), ["sweep.repeats"]),
+        (lambda f: ((f / "config.yaml").write_text(NPZ_CONFIG.replace("repeats: 3", "repeats: 5")),
+                    (f / "data" / "d.npz").write_bytes(b"swapped")), ["data.digest", "sweep.repeats"]),
+        (lambda f: (f / "config.yaml").write_text(NPZ_CONFIG + "device: cpu\n"), ["device.use"]),
+        (lambda f: (f / "config.yaml").write_text(NPZ_CONFIG.replace("x: features", "x: pixels")), ["data.npz.x"]),
+        (lambda f: (f / "data" / "d.npz").unlink(), ["data.digest"]),
+    ],
+)
+def test_what_changed_is_named(tmp_path, change, keys):
+    folder = project(tmp_path)
+    before = load_config(write(folder, NPZ_CONFIG))
+    settings, digest = before.measured_settings(), before.measurement_hash()  # what run.json keeps
+    change(folder)
+    after = load_config(folder / "config.yaml")
+    assert diff_settings(settings, after.measured_settings()) == keys
+    assert after.measurement_hash() != digest
+
+
+def test_what_does_not_change_a_measurement_is_not_named(tmp_path):
+    folder = project(tmp_path)
+    before = load_config(write(folder, NPZ_CONFIG))
+    after = load_config(write(folder, "name: renamed\n" + NPZ_CONFIG + "output: {dir: elsewhere, plots: false}\n",
+                              "other.yaml"))
+    assert diff_settings(before.measured_settings(), after.measured_settings()) == []
+    assert after.measurement_hash() == before.measurement_hash()
+
+
+def test_a_saved_model_folder_is_digested_file_by_file(tmp_path):
+    folder = project(tmp_path)
+    config = load_config(write(folder, MODELS["savedmodel"] + SWEEP))
+    first = config.measured_settings()["model"]["digest"]
+    assert first.startswith("sha256:") and first == config.measured_settings()["model"]["digest"]
+    (folder / "saved" / "variables" / "variables.data-00000-of-00001").write_bytes(b"weights")
+    second = config.measured_settings()["model"]["digest"]
+    (folder / "saved" / "variables" / "variables.index").write_bytes(b"changed index")
+    third = config.measured_settings()["model"]["digest"]
+    assert len({first, second, third}) == 3
+
+
+def test_diff_settings():
+    old = {"model": {"builtin": "mlp", "kwargs": {"hidden": 8}}, "sweep": {"repeats": 3, "batch_sizes": [8, 16],
+                                                                           "find_max": True}}
+    assert diff_settings(old, old) == []
+    new = {"model": {"builtin": "mlp", "kwargs": {"hidden": 16, "depth": 2}},
+           "sweep": {"repeats": 3, "batch_sizes": [8, 32], "find_max": 1}, "device": {"use": "cpu"}}
+    assert diff_settings(old, new) == ["model.kwargs.hidden", "model.kwargs.depth", "sweep.batch_sizes",
+                                       "sweep.find_max", "device"]
+    assert diff_settings({}, {"a": {"b": 1}}) == ["a"]
+    assert diff_settings({"a": {"b": 1}}, {"a": 5}) == ["a"]
+
+
+def test_digests_are_streamed_and_remembered(tmp_path, monkeypatch):
+    big = tmp_path / "big.npz"
+    blob = bytes(range(256)) * (3 * 2**12 + 1)  # just over 3 MiB: several chunks
+    big.write_bytes(blob)
+    assert file_digest(big) == "sha256:" + hashlib.sha256(blob).hexdigest()
+    reads = []
+    original = Path.open
+
+    def counted(self, *args, **kwargs):
+        reads.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counted)
+    assert file_digest(big) == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert reads == []  # same path, mtime and size: not read again
+    with open(big, "wb") as stream:  # not Path.open, which is counted
+        stream.write(blob[:-1] + b"!")  # the same size: only the mtime tells
+    os.utime(big, ns=(big.stat().st_atime_ns, big.stat().st_mtime_ns + 10**9))  # coarse clocks: make sure
+    assert file_digest(big) == "sha256:" + hashlib.sha256(blob[:-1] + b"!").hexdigest()
+    assert reads == [big]
+    assert file_digest(tmp_path / "missing.npz") is None
