@@ -99,28 +99,39 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
         y = encode_target(frame[csv["target"]])
         return _checked(Dataset(x, y, "csv"), "data.csv")
     if spec.get("callable"):
-        from batchbench.worker.models import import_callable
+        from batchbench.worker.models import call_user, import_callable
 
-        fn = import_callable(spec["callable"]["function"], "data.callable.function", base_dir)
-        try:
-            out = fn(**(spec["callable"].get("kwargs") or {}))
-        except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"{spec['callable']['function']}() raised {type(exc).__name__}: {exc}",
-                              key="data.callable.function") from None
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise ConfigError(f"{spec['callable']['function']}() returned {type(out).__name__}, expected (x, y)",
-                              key="data.callable.function")
-        x, y = out
-        return _checked(Dataset(_as_arrays(x), _as_arrays(y), "callable"), "data.callable")
+        target = spec["callable"]["function"]
+        key = "data.callable.function"
+        fn = import_callable(target, key, base_dir)
+        out = call_user(fn, target, spec["callable"].get("kwargs") or {}, key, base_dir)
+        if not (isinstance(out, (tuple, list)) and len(out) == 2):
+            got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+            raise ConfigError(f"{target}() returned {got}, expected a pair (x, y) of arrays", key=key)
+        x = _as_arrays(out[0], f"{target}() returned x", key)
+        y = _as_arrays(out[1], f"{target}() returned y", key)
+        return _checked(Dataset(x, y, "callable"), key)
     return None
 
 
-def _as_arrays(a: Any) -> Any:
+def _as_arrays(a: Any, what: str, key: str) -> Any:
+    """An array, or a list/dict of arrays, with one row per sample."""
     if isinstance(a, dict):
-        return {k: np.asarray(v) for k, v in a.items()}
-    if isinstance(a, (list, tuple)):
-        return [np.asarray(v) for v in a]
-    return np.asarray(a)
+        return {k: _as_arrays(v, f"{what}[{k!r}]", key) for k, v in a.items()}
+    if isinstance(a, (list, tuple)) and a and all(hasattr(v, "shape") for v in a):
+        # A list of arrays is one array per model input/output, as Keras takes it; nested
+        # Python lists of numbers are one array.
+        return [_as_arrays(v, f"{what}[{i}]", key) for i, v in enumerate(a)]
+    if a is None:
+        raise ConfigError(f"{what} = None, expected an array with one row per sample", key=key)
+    try:
+        array = np.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, odd objects
+        raise ConfigError(f"{what} cannot become an array: {exc}", key=key) from None
+    if array.ndim == 0:
+        raise ConfigError(f"{what} is a single {type(a).__name__}, expected an array with one row per sample",
+                          key=key)
+    return array
 
 
 def _checked(data: Dataset, key: str) -> Dataset:
@@ -249,3 +260,144 @@ def check_against_model(model, data: Dataset, key: str) -> None:
         if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
             raise ConfigError(f"x has shape {tuple(arr.shape)} but the model's input is "
                               f"{(None, *want)}", key=key)
+
+
+# ---------------------------------------------------------------- targets against the loss
+def data_key(config: dict, part: str) -> str:
+    """The config key a problem with the data's x or y points at."""
+    source = next(k for k in ("synthetic", "npz", "csv", "callable") if config["data"].get(k) is not None)
+    keys = {"npz": {"x": "data.npz.x", "y": "data.npz.y"}, "csv": {"x": "data.csv", "y": "data.csv.target"},
+            "callable": {"x": "data.callable.function", "y": "data.callable.function"}}
+    return keys.get(source, {}).get(part, f"data.{source}")
+
+
+def _shape(dims) -> tuple:
+    return (None, *dims)
+
+
+def _structure(y_pred, names: list[str]) -> tuple[list, list[str]]:
+    if isinstance(y_pred, dict):
+        return list(y_pred.values()), [str(k) for k in y_pred]
+    if isinstance(y_pred, (list, tuple)):
+        return list(y_pred), list(names) if len(names) == len(y_pred) else [""] * len(y_pred)
+    return [y_pred], list(names[:1]) or [""]
+
+
+def _pair_targets(model, y: Any, y_pred) -> list[tuple[str, np.ndarray, Any, Any]] | None:
+    """(output name, target array, prediction, loss) per model output, or None where the
+    structures do not line up plainly (Keras may still take them: the loss check decides)."""
+    preds, names = _structure(y_pred, list(getattr(model, "output_names", None) or []))
+    if isinstance(y, dict):
+        if not all(n in y for n in names):
+            return None
+        ys = [y[n] for n in names]
+    elif isinstance(y, (list, tuple)):
+        if len(y) != len(preds):
+            return None
+        ys = list(y)
+    else:
+        if len(preds) != 1:
+            return None
+        ys = [y]
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, dict):
+        losses = [loss.get(n) for n in names]
+    elif isinstance(loss, (list, tuple)):
+        losses = list(loss) if len(loss) == len(preds) else [None] * len(preds)
+    else:
+        losses = [loss] * len(preds)
+    return [(n, np.asarray(t), p, lo) for n, t, p, lo in zip(names, ys, preds, losses)]
+
+
+def _loss_kind(loss: Any, y: np.ndarray, pred_dims: tuple) -> tuple[str | None, str]:
+    """('sparse' | 'categorical' | None, the loss's name)."""
+    if loss is None:
+        return None, ""
+    name = loss if isinstance(loss, str) else (getattr(loss, "name", None) or getattr(loss, "__name__", None)
+                                               or type(loss).__name__)
+    low = str(name).lower()
+    if low in ("crossentropy", "ce"):  # Keras picks the kind from the shapes, as here
+        if not pred_dims or pred_dims[-1] == 1:
+            return None, str(name)
+        sparse = y.ndim - 1 < len(pred_dims) or (y.ndim > 1 and y.shape[-1] == 1)
+        return ("sparse" if sparse else "categorical"), str(name)
+    low = low.replace("_", "")
+    if "sparsecategorical" in low:
+        return "sparse", str(name)
+    if "categoricalcrossentropy" in low or "categoricalfocal" in low:  # these need one-hot targets
+        return "categorical", str(name)
+    return None, str(name)
+
+
+def check_targets(model, data: Dataset, key: str, x_head: Any, y_pred: Any) -> None:
+    """Targets the model's loss can take, before any trial: a shape it cannot compute a
+    loss from, text labels, class labels outside the output's classes. `y_pred` is the
+    model's output for `x_head`, the first rows of the data."""
+    import keras
+
+    if type(model).train_step is not keras.Model.train_step:
+        return  # a training step of the user's own may use the targets in its own way
+    pairs = _pair_targets(model, data.y, y_pred) or []
+    for name, y, pred, loss in pairs:
+        what = f"y[{name!r}]" if len(pairs) > 1 and name else "y"
+        output = f" {name!r}" if len(pairs) > 1 and name else ""
+        dims = tuple(int(d) for d in pred.shape[1:])
+        kind, loss_name = _loss_kind(loss, y, dims)
+        if y.dtype.kind in "USO":
+            raise ConfigError(f"{what} holds text or Python objects (dtype {y.dtype}), expected numbers: "
+                              "class indices 0..K-1 or regression values", key=key)
+        if kind == "sparse" and dims:
+            _check_class_labels(what, y, dims, output, loss_name, key)
+        elif kind == "categorical" and tuple(y.shape[1:]) != dims:
+            hint = ""
+            if tuple(y.shape[1:]) in (dims[:-1], (*dims[:-1], 1)):
+                hint = "; for integer class labels use sparse_categorical_crossentropy"
+            raise ConfigError(f"{what} has shape {tuple(y.shape)} but the model's output{output} is "
+                              f"{_shape(dims)}, and its loss {loss_name} takes one-hot targets of shape "
+                              f"{_shape(dims)}{hint}", key=key)
+    y_head = slice_rows(data.y, 0, count_rows(x_head))
+    try:
+        model.compute_loss(x=x_head, y=y_head, y_pred=y_pred)
+    except Exception as exc:  # noqa: BLE001 - a mismatch surfaces as any of the backend's errors
+        from batchbench.worker.failures import classify, one_line
+
+        if classify(exc) == "oom":
+            raise
+        got = ", ".join(str(tuple(a.shape)) for a in leaves(data.y))
+        want = ", ".join(str(_shape(tuple(p.shape[1:]))) for p in _structure(y_pred, [])[0])
+        raise ConfigError(f"the targets (shape {got}) do not fit the model's output ({want}) under its loss "
+                          f"{_loss_label(model)}: {one_line(exc)}", key=key) from None
+
+
+def _loss_label(model) -> str:
+    loss = getattr(model, "loss", None)
+    if isinstance(loss, dict):
+        return ", ".join(f"{k}: {_loss_kind(v, np.zeros(1), ())[1]}" for k, v in loss.items())
+    if isinstance(loss, (list, tuple)):
+        return ", ".join(_loss_kind(v, np.zeros(1), ())[1] for v in loss)
+    return _loss_kind(loss, np.zeros(1), ())[1] or "none"
+
+
+def _check_class_labels(what: str, y: np.ndarray, dims: tuple, output: str, loss_name: str, key: str) -> None:
+    classes = dims[-1]
+    want = dims[:-1]
+    if tuple(y.shape[1:]) not in (want, (*want, 1)):
+        hint = "; these look like one-hot targets: use categorical_crossentropy" \
+            if tuple(y.shape[1:]) == dims else ""
+        raise ConfigError(f"{what} has shape {tuple(y.shape)} but the model's output{output} is {_shape(dims)}, "
+                          f"and its loss {loss_name} takes integer class labels of shape {_shape(want)} "
+                          f"(or {_shape((*want, 1))}){hint}", key=key)
+    if y.size == 0:
+        return
+    labels = f"class indices 0..{classes - 1}" if classes > 1 else "class index 0 only"
+    has = f"the model's output{output} has {classes} class{'es' if classes != 1 else ''}"
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ConfigError(f"{what} holds values that are not whole numbers, but {loss_name} takes {labels} "
+                          f"({has})", key=key)
+    low, high = int(np.min(y)), int(np.max(y))
+    if low < 0:
+        raise ConfigError(f"{what} holds negative labels (the smallest is {low}), but {loss_name} takes {labels} "
+                          f"({has})", key=key)
+    if high >= classes:
+        raise ConfigError(f"{what} holds labels up to {high}, but {has} (labels 0..{classes - 1}); give the "
+                          f"model {high + 1} outputs or relabel the data", key=key)

@@ -9,7 +9,7 @@ import traceback
 from typing import Any
 
 from batchbench.errors import ConfigError
-from batchbench.worker.failures import classify, one_line
+from batchbench.worker.failures import classify, one_line, user_code_error
 from batchbench.worker.trackers import DeviceMemory, HostMemory, MiB, nvml_process_bytes
 
 
@@ -28,7 +28,9 @@ def run_job(request: dict) -> dict:
             return noise_scale(request["config"], request.get("axes") or {})
         raise ValueError(f"unknown op {op!r}")
     except ConfigError as exc:
-        return {"status": "config_error", "key": exc.key, "message": exc.reason}
+        # traceback: the user's own frames when the error was raised in their code, else None.
+        return {"status": "config_error", "key": exc.key, "message": exc.reason,
+                "traceback": getattr(exc, "user_traceback", None)}
     except BaseException as exc:  # noqa: BLE001 - every ending becomes a result
         traceback.print_exc()
         return {"status": classify(exc), "error": one_line(exc)}
@@ -103,7 +105,7 @@ class Workload:
 
     def __init__(self, config: dict, axes: dict):
         from batchbench.worker import data as data_mod
-        from batchbench.worker.models import build_model, count_params, has_batch_norm
+        from batchbench.worker.models import build_model, count_params, has_batch_norm, is_compiled
 
         self.config = config
         seed = int(config["sweep"]["seed"])
@@ -120,6 +122,7 @@ class Workload:
         self.seed = seed
         keras.utils.set_random_seed(seed)
         self.model = self._build()
+        self.compiled_by_source = is_compiled(self.model)
         self.input_shape = config["model"].get("input_shape") or \
             (config["data"].get("synthetic") or {}).get("input_shape")
         if self.input_shape and not getattr(self.model, "inputs", None) and hasattr(self.model, "build"):
@@ -133,7 +136,6 @@ class Workload:
             self.model = _wrap_layer(self.model, file_data, config)
         self.params = count_params(self.model)
         self.has_bn = has_batch_norm(self.model)
-        key = f"data.{config['data'] and _data_source(config)}"
         if file_data is None:
             from batchbench.worker.models import compile_model
 
@@ -142,7 +144,7 @@ class Workload:
             spec.setdefault("input_shape", None)
             spec["input_shape"] = spec["input_shape"] or config["model"].get("input_shape")
             file_data = data_mod.synthetic(self.model, spec, seed)
-        data_mod.check_against_model(self.model, file_data, key)
+        data_mod.check_against_model(self.model, file_data, data_mod.data_key(config, "x"))
         self.data = file_data
         n = file_data.samples
         n_val = int(n * float(config["data"].get("validation_split") or 0.0))
@@ -159,10 +161,6 @@ class Workload:
         if self.input_shape and not getattr(model, "inputs", None) and hasattr(model, "build"):
             model.build((None, *self.input_shape))
         return _wrap_layer(model, self.data, self.config) if self.inference_only else model
-
-
-def _data_source(config: dict) -> str:
-    return next(k for k in ("synthetic", "npz", "csv", "callable") if config["data"].get(k) is not None)
 
 
 def _wrap_layer(layer, file_data, config):
@@ -199,20 +197,36 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
     work = Workload(config, axes)
     import numpy as np
 
+    from batchbench.worker import data as data_mod
     from batchbench.worker.data import leaves
+    from batchbench.worker.models import check_compile_names, check_metrics, compile_model
 
+    x_head = _head(work.data.x, 2)
     try:
-        work.model(_head(work.data.x, 2), training=False)
+        y_pred = work.model(x_head, training=False)
     except Exception as exc:  # noqa: BLE001 - a mismatch surfaces as any of TF's errors
         if classify(exc) == "oom":
             raise
-        raise ConfigError(f"the model cannot take this data: {one_line(exc)}",
-                          key=f"data.{_data_source(config)}") from None
+        # A layer of the user's own may be what raised: keep their frames.
+        raise user_code_error(f"the model cannot take this data: {one_line(exc)}",
+                              data_mod.data_key(config, "x"), exc, base_dir=config["_base_dir"]) from None
     from batchbench.worker.devices import describe_device
 
-    if work.inference_only and "fit" in config["sweep"]["modes"]:
+    fit = "fit" in config["sweep"]["modes"]
+    if work.inference_only and fit:
         raise ConfigError("this model loads for inference only (a SavedModel folder): use modes: [predict]",
                           key="sweep.modes")
+    if not work.inference_only:
+        if not work.compiled_by_source:  # DESIGN: the config's compile applies to uncompiled models only
+            check_compile_names(config)
+        if fit and not config.get("_distributed"):
+            # What fit would meet in its first step, on two rows, eagerly (nothing traced).
+            compile_model(work.model, config)
+            y_key = data_mod.data_key(config, "y")
+            if work.data.source == "synthetic":
+                y_key = "model.compile.loss" if (config["model"].get("compile") or {}).get("loss") else y_key
+            data_mod.check_targets(work.model, work.data, y_key, x_head, y_pred)
+            check_metrics(work.model, config, x_head, _head(work.data.y, 2), y_pred, from_config=not work.compiled_by_source)
     target = config["sweep"].get("target")
     if target and "fit" in config["sweep"]["modes"]:
         _check_target_metric(work, config, target["metric"])
