@@ -46,13 +46,9 @@ from batchbench.units import (
     powers_of_two,
 )
 
-BUILTIN_MODELS = ("mlp", "cnn")
-MODES = ("fit", "predict")
-PREDICT_METHODS = ("predict", "serve")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
 BACKENDS = ("tensorflow", "jax", "torch")
 STRATEGIES = ("default", "mirrored")
-LR_SCALING = ("none", "linear", "sqrt")
 AXES = ("precision", "jit_compile", "backend", "strategy")
 MODEL_SOURCES = ("builtin", "application", "path", "factory")
 DATA_SOURCES = ("synthetic", "npz", "csv", "callable")
