@@ -118,7 +118,7 @@ def test_run_report_writes_every_plot_and_report_md(run_dir: Path) -> None:
     assert "## Recommendations" in report and "## Environment" in report
     assert "| batch | status | samples/s |" in report
     assert "### fit|precision=float32" in report
-    assert "largest that fits 704" in report
+    assert "largest batch that fits in memory is 704" in report
     assert "NVIDIA A10G" in report
 
 
@@ -154,7 +154,7 @@ def test_a_run_where_every_trial_ran_out_of_memory_still_plots(tmp_path: Path) -
         writer.append(_row("huge", "fit", "", batch, "float32", "oom" if batch == 256 else "skipped"))
     write_run_report(run)
     assert_png(run / "throughput.png")
-    assert "fit: no batch size ran ok" in (run / "report.md").read_text()
+    assert "fit: No batch size ran: 256 already ran out of memory" in (run / "report.md").read_text()
 
 
 def test_memory_lines_cap_and_device_capacity_only_where_measured(run_dir: Path, tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_html_report_is_self_contained(run_dir: Path) -> None:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == PNG_MAGIC
     assert not re.search(r'(src|href)="(?!data:)', html), "the report links to a file beside it"
-    assert "<table>" in html and "largest that fits 704" in html
+    assert "<table>" in html and "largest batch that fits in memory is 704" in html
 
 
 def test_multi_run_overlay_labels_runs_by_name_and_device(tmp_path: Path) -> None:
@@ -247,6 +247,182 @@ def test_damaged_run_json_is_bad_input(run_dir: Path) -> None:
     (run_dir / "run.json").write_text("{not json")
     with pytest.raises(ResultsFormatError):
         load_run(run_dir)
+
+
+def _report(*args: str):
+    return CliRunner().invoke(main, ["report", *args])
+
+
+def assert_bad_input(result) -> None:
+    """Exit 2, one line that says what is wrong, no traceback."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), result.exception
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert "Traceback" not in result.output and "\x1b" not in result.output
+
+
+# ---------------------------------------------------------------- links planted in a run folder
+
+@pytest.mark.parametrize("fmt", ["md", "html"])
+def test_report_never_writes_through_a_planted_symlink(run_dir: Path, tmp_path: Path, fmt: str) -> None:
+    victims = {}
+    for name in ("report.md" if fmt == "md" else "report.html", "throughput.png", "memory.png"):
+        victim = tmp_path / f"victim-{name}"
+        victim.write_text("precious")
+        (run_dir / name).symlink_to(victim)
+        victims[name] = victim
+    result = _report(str(run_dir), "--format", fmt)
+    assert result.exit_code == 0, result.output
+    for name, victim in victims.items():
+        assert victim.read_text() == "precious", f"{name} wrote through the link into {victim}"
+        assert not (run_dir / name).is_symlink(), f"{name} is still the planted link"
+    assert_png(run_dir / "throughput.png")
+    assert "## Recommendations" in (run_dir / "report.md").read_text() if fmt == "md" else True
+
+
+def test_after_a_sweep_the_report_replaces_a_planted_link_too(run_dir: Path, tmp_path: Path) -> None:
+    victim = tmp_path / "victim.png"
+    victim.write_bytes(b"precious")
+    (run_dir / "latency.png").symlink_to(victim)
+    write_run_report(run_dir)
+    assert victim.read_bytes() == b"precious"
+    assert_png(run_dir / "latency.png")
+
+
+def test_a_run_named_through_a_link_reports_into_the_folder_it_names(run_dir: Path, tmp_path: Path) -> None:
+    latest = tmp_path / "latest"
+    latest.symlink_to(run_dir, target_is_directory=True)
+    result = _report(str(latest), "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "report.md").is_file() and not (run_dir / "report.md").is_symlink()
+
+
+def test_an_out_folder_that_is_a_link_is_refused(run_dir: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "out").symlink_to(elsewhere, target_is_directory=True)
+    assert_bad_input(_report(str(run_dir), "--out", str(tmp_path / "out"), "--no-plots"))
+    assert not list(elsewhere.iterdir())
+
+
+# ---------------------------------------------------------------- bad input: exit 2, one line
+
+def _rewrite_csv(run_dir: Path, edit) -> None:
+    import csv
+    import io
+
+    with open(run_dir / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    header = list(rows[0])
+    edit(rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    (run_dir / "results.csv").write_text(buf.getvalue())
+
+
+def _edit_json(run_dir: Path, edit) -> None:
+    record = json.loads((run_dir / "run.json").read_text())
+    edit(record)
+    (run_dir / "run.json").write_text(json.dumps(record))
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda rows: rows[3].update(status=""), id="empty-status"),
+    pytest.param(lambda rows: rows[0].update(status="fine"), id="unknown-status"),
+    pytest.param(lambda rows: rows[1].update(mode="train"), id="unknown-mode"),
+    pytest.param(lambda rows: rows[1].update(batch_size="0"), id="zero-batch"),
+    pytest.param(lambda rows: rows[1].update(batch_size="1e400"), id="infinite-batch"),
+    pytest.param(lambda rows: rows[1].update(batch_size="nan"), id="nan-batch"),
+])
+def test_a_damaged_results_csv_is_bad_input(run_dir: Path, damage) -> None:
+    _rewrite_csv(run_dir, damage)
+    assert_bad_input(_report(str(run_dir), "--no-plots"))
+
+
+@pytest.mark.parametrize("raised", [
+    pytest.param(lambda: __import__("csv").Error("field larger than field limit (131072)"), id="csv.Error"),
+    pytest.param(lambda: ResultsFormatError("results.csv: a cell over 128 KiB"), id="ResultsFormatError"),
+])
+def test_a_csv_cell_over_the_field_limit_is_bad_input(run_dir: Path, monkeypatch, raised) -> None:
+    # The csv module raises _csv.Error for it; results.read_rows may turn it into ResultsFormatError.
+    def read_rows(path, *args, **kwargs):
+        raise raised()
+
+    monkeypatch.setattr("batchbench.report.runs.read_rows", read_rows)
+    assert_bad_input(_report(str(run_dir), "--no-plots"))
+
+
+def test_a_real_oversized_cell_is_bad_input_or_reported_shortened(run_dir: Path) -> None:
+    _rewrite_csv(run_dir, lambda rows: rows[0].update(error="x" * 200_000))
+    result = _report(str(run_dir), "--no-plots")
+    if result.exit_code == 2:
+        assert_bad_input(result)
+    else:
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) < 1000
+
+
+@pytest.mark.parametrize("damage", [
+    pytest.param(lambda r: r.update(environment=["not", "a", "dict"]), id="environment-list"),
+    pytest.param(lambda r: r["environment"].update(nvml="on"), id="nvml-string"),
+    pytest.param(lambda r: r["environment"]["nvml"].update(gpus={"name": "A10G"}), id="gpus-dict"),
+    pytest.param(lambda r: r["environment"]["nvml"]["gpus"].append("A100"), id="gpu-string"),
+    pytest.param(lambda r: r["environment"].update(memory_total_mib="lots"), id="memory-string"),
+    pytest.param(lambda r: r["environment"].update(memory_total_mib=10**400), id="memory-huge-int"),
+    pytest.param(lambda r: r["config_resolved"].update(sweep=[1]), id="sweep-list"),
+    pytest.param(lambda r: r["config_resolved"]["sweep"].update(slo_ms="fast"), id="slo-string"),
+    pytest.param(lambda r: r["summary"].update(recommendations={"fit": 512}), id="recommendation-int"),
+    pytest.param(lambda r: r["summary"]["recommendations"]["fit|precision=float32"].update(
+        best_throughput="512"), id="best-string"),
+    pytest.param(lambda r: r["summary"].update(warnings="one"), id="warnings-string"),
+    pytest.param(lambda r: r.update(name={"deep": 1}), id="name-dict"),
+])
+def test_a_run_json_field_of_the_wrong_type_is_bad_input(run_dir: Path, damage) -> None:
+    _edit_json(run_dir, damage)
+    assert_bad_input(_report(str(run_dir), "--no-plots"))
+
+
+def test_a_deeply_nested_run_json_is_bad_input(run_dir: Path) -> None:
+    text = (run_dir / "run.json").read_text()
+    (run_dir / "run.json").write_text(text.rstrip()[:-1] + ', "deep": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert_bad_input(_report(str(run_dir), "--no-plots"))
+
+
+def test_a_run_json_with_a_huge_integer_is_bad_input(run_dir: Path) -> None:
+    text = (run_dir / "run.json").read_text()
+    (run_dir / "run.json").write_text(text.rstrip()[:-1] + ', "params": 1' + "0" * 50_000 + "}")
+    assert_bad_input(_report(str(run_dir), "--no-plots"))
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield prefix + (key,)
+            yield from _paths(item, prefix + (key,))
+
+
+def test_no_field_of_run_json_of_any_type_gives_a_traceback(run_dir: Path) -> None:
+    """Every field the fixture's run.json has, replaced by each of a list, a string, a huge
+    number and a dict: the report runs (exit 0) or says what is wrong (exit 2)."""
+    original = json.loads((run_dir / "run.json").read_text())
+    for path in _paths(original):
+        if path[0] in ("schema_version",):
+            continue
+        for wrong in ([1], "x", 10**400, {"a": [1]}):
+            record = json.loads(json.dumps(original))
+            node = record
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = wrong
+            (run_dir / "run.json").write_text(json.dumps(record))
+            result = _report(str(run_dir), "--no-plots")
+            assert result.exit_code in (0, 2), (path, wrong, result.output, result.exception)
+            assert isinstance(result.exception, (SystemExit, type(None))), (path, wrong, result.exception)
+            if result.exit_code == 2:
+                assert len(result.output.strip().splitlines()) == 1, (path, result.output)
 
 
 def test_report_never_imports_tensorflow(run_dir: Path) -> None:

@@ -30,9 +30,10 @@ def write_report(run_dirs: list[str | Path], out_dir: Path, fmt: Literal["md", "
 def _write(runs: list[SavedRun], out_dir: Path, fmt: str, plots: bool) -> Path:
     from batchbench.errors import OutputError
     from batchbench.report.document import build_document
+    from batchbench.runfiles import make_dir, write_atomic
 
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(out_dir)
         images = []
         if plots:
             from batchbench.report.plots import write_plots
@@ -47,7 +48,7 @@ def _write(runs: list[SavedRun], out_dir: Path, fmt: str, plots: bool) -> Path:
             from batchbench.report.markdown import render_markdown
 
             path, text = out_dir / REPORT_MD, render_markdown(blocks, out_dir)
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, text, fsync=False)
     except OSError as exc:
         raise OutputError(f"cannot write the report to {out_dir}: {exc.strerror or exc}") from None
     return path
@@ -55,7 +56,7 @@ def _write(runs: list[SavedRun], out_dir: Path, fmt: str, plots: bool) -> Path:
 
 def write_run_report(run_dir: Path, plots: bool = True) -> Path:
     """After a sweep: PNG plots (unless plots=False) and report.md in the run directory."""
-    return write_report([run_dir], Path(run_dir), "md", plots)
+    return write_report([run_dir], Path(run_dir).resolve(), "md", plots)
 
 
 def default_report_dir(root: Path = Path("results")) -> Path:
@@ -74,18 +75,21 @@ def report_command(run_dirs: list[str], out: Path | None = None, fmt: Literal["m
     from batchbench.report.bars import render_throughput_bars
     from batchbench.report.runs import load_run, run_labels
     from batchbench.report.tables import make_console, render_results
+    from batchbench.report.text import plain
+    from batchbench.runfiles import refuse_symlink
 
     runs = [load_run(d) for d in run_dirs]  # every input checked before anything is written
+    if out is not None:
+        refuse_symlink(out)
     console, err_console = make_console(), make_console(stderr=True)
     for run, label in zip(runs, run_labels(runs), strict=True):
         if len(runs) > 1:
-            console.print(Rule(label, align="left"))
+            console.print(Rule(plain(label), align="left"))
         render_results(console, run.rows, run.varying, run.summary, run.slo_ms, run.percentile)
-        if len(run.groups()) > 1:  # render_results closed with the overall line: leave a gap
-            console.print()
         render_throughput_bars(console, run.rows, run.varying)
     if out is None:
-        out = runs[0].path if len(runs) == 1 else default_report_dir()
+        # The run folder the user named, wherever a link to it points; links inside it are refused.
+        out = runs[0].path.resolve() if len(runs) == 1 else default_report_dir()
     path = _write(runs, Path(out), fmt, plots)
-    err_console.print(f"report: {path}")
+    err_console.print(plain(f"report: {path}"))
     return 0

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchbench.recommend import latency_column
-from batchbench.report.runs import SavedRun, is_number, quality_columns, run_labels
-from batchbench.report.tables import fmt, recommendation_lines
+from batchbench.recommend import recommend_group
+from batchbench.report.advice import advice, fastest_configurations
+from batchbench.report.columns import best_index, result_columns
+from batchbench.report.runs import SavedRun, is_number, run_labels
 
 MAX_WARNINGS = 10
 IMAGE_TITLES = {"throughput": "Throughput against batch size", "latency": "Latency against batch size",
@@ -55,7 +56,7 @@ def build_document(runs: list[SavedRun], images: list[Path]) -> list[Block]:
     title = runs[0].name if len(runs) == 1 else " vs ".join(labels)
     blocks: list[Block] = [Heading(1, f"batchbench report: {title}")]
     if len(runs) > 1:
-        blocks.append(Paragraph(f"{len(runs)} runs overlaid in the plots, labelled by run name and device."))
+        blocks.append(Paragraph(f"{len(runs)} runs overlaid in the plots, each line labelled by what tells it apart."))
     for run, label in zip(runs, labels, strict=True):
         if len(runs) > 1:
             blocks.append(Heading(2, f"Recommendations: {label}"))
@@ -72,7 +73,8 @@ def build_document(runs: list[SavedRun], images: list[Path]) -> list[Block]:
         sub = 2 if len(runs) == 1 else 3
         blocks.append(Heading(sub, "Results"))
         for key, rows in run.groups().items():
-            blocks += [Heading(sub + 1, key), group_table(rows, run.percentile)]
+            best = (run.summary.get("recommendations") or {}).get(key, {}).get("best_throughput")
+            blocks += [Heading(sub + 1, key), group_table(rows, run.percentile, best)]
         blocks += _warnings(run, sub)
         blocks += [Heading(sub, "Environment"), environment_table(run)]
     return blocks
@@ -88,10 +90,11 @@ def _status_line(run: SavedRun) -> str:
 
 def _recommendations(run: SavedRun) -> list[Block]:
     recs = run.summary.get("recommendations") or {}
-    items = [line for key, rows in run.groups().items() for line in recommendation_lines(key, recs.get(key) or {})]
-    overall = recs.get("overall")
-    if overall and len(run.groups()) > 1:
-        items.append(f"fastest overall: {overall['group']} at batch {overall['batch_size']}")
+    groups = run.groups()
+    items = [f"{key}: " + " ".join(advice(rows, recs.get(key) or recommend_group(rows, run.slo_ms, run.percentile),
+                                          run.slo_ms, run.percentile))
+             for key, rows in groups.items()]
+    items += fastest_configurations(groups, recs)
     return [Bullets(items)] if items else [Paragraph("No trials ran.")]
 
 
@@ -105,48 +108,11 @@ def _warnings(run: SavedRun, level: int) -> list[Block]:
     return [Heading(level, "Warnings"), Bullets(shown)]
 
 
-def group_table(rows: list[dict[str, Any]], percentile: float = 99) -> Table:
-    """One group's rows, as the terminal table shows them; the best throughput in bold."""
-    predict = rows[0].get("mode") == "predict"
-    tail = latency_column(percentile) if predict else "step_ms_p90"
-    tail_name = "max" if tail == "step_ms_max" else "p" + tail.rsplit("_p", 1)[-1]
-    columns: list[tuple[str, Any]] = [
-        ("batch", lambda r: str(r["batch_size"])),
-        ("status", lambda r: r.get("status") or ""),
-        ("samples/s", lambda r: fmt(r.get("throughput_sps"))),
-        ("spread", lambda r: f"{fmt(r['throughput_sps_min'])}–{fmt(r.get('throughput_sps_max'))}"
-         if is_number(r.get("throughput_sps_min")) else ""),
-        ("p50 ms", lambda r: fmt(r.get("step_ms_median"), 2)),
-        (f"{tail_name} ms", lambda r: fmt(r.get(tail), 2)),
-        ("first s", lambda r: fmt(r.get("first_step_s"), 2)),
-        ("host MiB", lambda r: fmt(r.get("peak_host_mib"), 0)),
-    ]
-    if any(is_number(r.get("peak_device_mib")) for r in rows):
-        columns.append(("device MiB", lambda r: fmt(r.get("peak_device_mib"), 0)))
-    for column in quality_columns(rows):
-        name = "to target s" if column == "time_to_target_s" else column.replace("_", " ")
-        columns.append((name, lambda r, c=column: fmt(r.get(c)) if c == "time_to_target_s"
-                        else f"{r[c]:.4g}" if is_number(r.get(c)) else ""))
-    columns.append(("note", _note))
-    ok = [r for r in rows if r.get("status") == "ok" and is_number(r.get("throughput_sps"))]
-    best = max(ok, key=lambda r: r["throughput_sps"]) if ok else None
-    return Table([name for name, _ in columns], [[cell(r) for _, cell in columns] for r in rows],
-                 right={i for i, (name, _) in enumerate(columns) if name not in ("status", "note")},
-                 bold_row=rows.index(best) if best else None)
-
-
-def _note(row: dict[str, Any]) -> str:
-    parts = []
-    if row.get("phase") in ("search", "confirm"):
-        parts.append(str(row["phase"]))
-    if row.get("stable") is False:
-        parts.append("unstable")
-    if row.get("bn_small_batch"):
-        parts.append("small batch for BatchNorm")
-    if row.get("error"):
-        error = str(row["error"])
-        parts.append(error if len(error) <= 80 else error[:79] + "…")
-    return " ".join(parts)
+def group_table(rows: list[dict[str, Any]], percentile: float = 99, best_batch: Any = None) -> Table:
+    """One group's rows with every column the terminal may leave out; the best throughput in bold."""
+    columns = [c for c in result_columns(rows, percentile) if any(c.cells)]
+    return Table([c.name for c in columns], [[c.cells[i] for c in columns] for i in range(len(rows))],
+                 right={i for i, c in enumerate(columns) if c.numeric}, bold_row=best_index(rows, best_batch))
 
 
 def environment_table(run: SavedRun) -> Table:
@@ -164,8 +130,8 @@ def environment_table(run: SavedRun) -> Table:
         ("CPU", f"{env.get('cpu_model')} ({env.get('cpu_cores_logical')} logical cores)" if env.get("cpu_model")
          else ""),
         ("memory", f"{env['memory_total_mib'] / 1024:.1f} GiB" if is_number(env.get("memory_total_mib")) else ""),
-        ("GPUs", "; ".join(f"{g.get('name')} {g.get('memory_total_mib', 0) / 1024:.1f} GiB"
-                           for g in nvml.get("gpus") or []) + (f" (driver {nvml['driver']})" if nvml.get("driver")
+        ("GPUs", "; ".join(f"{g.get('name')} {g['memory_total_mib'] / 1024:.1f} GiB" if is_number(
+            g.get("memory_total_mib")) else str(g.get("name")) for g in nvml.get("gpus") or []) + (f" (driver {nvml['driver']})" if nvml.get("driver")
                                                                else "")),
         ("load average at start", ", ".join(f"{x:.2f}" for x in env.get("load_average") or [])),
         ("TensorFlow / Keras", f"{fw.get('tensorflow')} / {fw.get('keras')} (backend {fw.get('keras_backend')})"

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import base64
-from html import escape
+import html
+from typing import Any
 
 from batchbench.report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from batchbench.report.text import clean
+
+
+def escape(text: Any) -> str:
+    """Text shown as itself: HTML-escaped (quotes too), control characters made visible."""
+    return html.escape(clean(text), quote=True)
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 1280px;

@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from batchbench.report.document import Block, Bullets, Heading, Image, Paragraph, Table
+from batchbench.report.text import clean
+
+# What could turn text from a results file into markup: HTML, links, code, emphasis, strikethrough.
+# An underscore inside a word never emphasises (GFM), so names like mixed_float16 stay as they are.
+_SPECIAL = re.compile(r"[\\`*\[\]<>&~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+_BLOCK_START = re.compile(r"^(\s*)([#+-](?=\s|$)|\d+(?=[.)](\s|$)))")
+
+
+def inline(text: str, block: bool = True) -> str:
+    """Text shown as itself: every markdown construct in it escaped, on one line (`block`: and
+    what would start a heading or a list at the start of a line)."""
+    text = _SPECIAL.sub(lambda m: "\\" + m.group(), clean(text))
+    if not block:
+        return text
+    return _BLOCK_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not m.group(2).isdigit()
+                                                    else m.group(2) + "\\"), text)
 
 
 def _cell(text: str) -> str:
-    # A pipe would end the cell, a newline the row.
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # A pipe would end the cell.
+    return inline(text, block=False).replace("|", "\\|")
 
 
 def table_markdown(table: Table) -> list[str]:
@@ -30,11 +47,11 @@ def render_markdown(blocks: list[Block], base: Path) -> str:
     parts: list[str] = []
     for block in blocks:
         if isinstance(block, Heading):
-            parts.append("#" * block.level + " " + block.text)
+            parts.append("#" * block.level + " " + inline(block.text))
         elif isinstance(block, Paragraph):
-            parts.append(block.text)
+            parts.append(inline(block.text))
         elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {item}" for item in block.items))
+            parts.append("\n".join(f"- {inline(item)}" for item in block.items))
         elif isinstance(block, Table):
             parts.append("\n".join(table_markdown(block)))
         elif isinstance(block, Image):

@@ -15,10 +15,12 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFormatter
 
 from batchbench.recommend import latency_column
-from batchbench.report.runs import SavedRun, is_number, quality_columns, run_labels
+from batchbench.report.labels import distinct_labels, facets, overlay_title
+from batchbench.report.runs import SavedRun, is_number, quality_columns
+from batchbench.runfiles import save_figure
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]
@@ -30,6 +32,7 @@ MODE_TITLES = {"fit": "fit (training)", "predict": "predict (inference)"}
 DPI = 120
 INSIDE_LEGEND_MAX = 8  # a legend with more entries, or longer labels, goes below the axes
 INSIDE_LABEL_MAX = 40
+NEAR_LIMIT = 1.5  # a memory limit further above the highest figure than this is named, not drawn
 LOG_Y_RATIO = 20  # a panel whose values span more than this factor gets a log y axis
 
 
@@ -64,11 +67,11 @@ def _one_per_batch(rows: list[dict]) -> list[dict]:
 
 def build_series(runs: list[SavedRun]) -> list[Series]:
     series = []
-    for index, (run, run_label) in enumerate(zip(runs, run_labels(runs), strict=True)):
+    labels = iter(distinct_labels(facets(runs)))
+    for index, run in enumerate(runs):
         recs = run.summary.get("recommendations") or {}
         for key, rows in run.groups().items():
-            label = key if len(runs) == 1 else f"{run_label}: {key}"
-            series.append(Series(label, rows[0]["mode"], _one_per_batch(rows), recs.get(key) or {},
+            series.append(Series(next(labels), rows[0]["mode"], _one_per_batch(rows), recs.get(key) or {},
                                  COLORS[len(series) % len(COLORS)], RUN_MARKERS[index % len(RUN_MARKERS)]))
     return series
 
@@ -168,7 +171,7 @@ def _modes(series: list[Series]) -> list[str]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, format="png")
+    save_figure(fig, path, format="png")  # never through a link planted in the run folder
     return path
 
 
@@ -248,6 +251,12 @@ def latency_plot(series: list[Series], runs: list[SavedRun], title: str, path: P
 
 
 def memory_plot(series: list[Series], runs: list[SavedRun], title: str, path: Path) -> Path:
+    return _save(memory_figure(series, runs, title), path)
+
+
+def memory_figure(series: list[Series], runs: list[SavedRun], title: str) -> Figure:
+    """Peak memory per batch size, the y axis fitted to the figures (a 1% step between sizes
+    shows); a cap far above them is named in the legend rather than drawn."""
     fig, (ax,) = _figure(1, title, width=8.0)
     values: list[float] = []
     has_device = False
@@ -268,7 +277,11 @@ def memory_plot(series: list[Series], runs: list[SavedRun], title: str, path: Pa
     if has_device:
         extra = [Line2D([], [], color="0.3", label="peak host"),
                  Line2D([], [], color="0.3", linestyle="--", label="peak device")]
+    top = max(values, default=0)
     for label, value, style in _memory_limits(runs, has_device):
+        if top and value > NEAR_LIMIT * top:
+            extra.append(Line2D([], [], color="0.25", linestyle=style, label=f"{label} (above the chart)"))
+            continue
         ax.axhline(value, color="0.25", linestyle=style, linewidth=1.3, label=label)
         # At the left, where small batches leave room and the found maximum's label is not.
         ax.annotate(label, (0.01, value), xycoords=ax.get_yaxis_transform(), ha="left", va="bottom",
@@ -276,11 +289,13 @@ def memory_plot(series: list[Series], runs: list[SavedRun], title: str, path: Pa
         values.append(value)
     extra += _failures(ax, series)
     _batch_axis(ax, _sizes(series))
-    ax.set_ylim(bottom=0, top=max(values, default=1) * 1.12)
-    ax.yaxis.set_major_formatter(FuncFormatter(_plain))
-    ax.set_ylabel("peak memory, MiB")
+    _value_axis(ax, values, "peak memory, MiB", zero=False)
+    ax.margins(y=0.15)  # room at the foot for the marks of sizes that did not run
+    if ax.get_yscale() == "linear":
+        ax.yaxis.set_major_formatter(ScalarFormatter(useOffset=False))
+        ax.yaxis.get_major_formatter().set_scientific(False)
     _legends(fig, [(ax, extra)])
-    return _save(fig, path)
+    return fig
 
 
 def _shared(runs: list[SavedRun], value_of) -> dict[Any, str]:
@@ -346,7 +361,7 @@ def plot_title(runs: list[SavedRun]) -> str:
         run = runs[0]
         models = sorted({str(r["model"]) for r in run.rows if r.get("model")})
         return f"{run.name}" + (f" · model {', '.join(models)}" if models else "") + f" · {run.device}"
-    return " vs ".join(run_labels(runs))
+    return overlay_title(runs)
 
 
 def write_plots(runs: list[SavedRun], out_dir: Path) -> list[Path]:

@@ -2,21 +2,38 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchbench.recommend import summarize
-from batchbench.report.tables import group_rows
+from batchbench.recommend import group_key, summarize
 from batchbench.results import ResultsFormatError, locate_run, read_rows, read_run_json
 
 AXES = ("precision", "jit_compile", "backend", "strategy")
 MIB = 2**20
+MODES = ("fit", "predict")
+STATUSES = ("ok", "oom", "error", "timeout", "skipped")
+MAX_BATCH = 2**31
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool); an int too large for a float is no figure either."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def group_rows(rows: list[dict], varying: list[str]) -> dict[str, list[dict]]:
+    """Rows by group key, each group in batch-size order (a search's confirming pass last)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(group_key(row, varying), []).append(row)
+    return {k: sorted(v, key=lambda r: (r["batch_size"], r.get("phase") == "confirm")) for k, v in groups.items()}
 
 
 @dataclass
@@ -44,7 +61,7 @@ class SavedRun:
     def device(self) -> str:
         """The GPU TensorFlow used, else the CPU model, else what the rows say."""
         env = self.environment
-        tf_gpus = [d for d in (env.get("framework") or {}).get("tf_devices", []) if d.get("type") == "GPU"]
+        tf_gpus = [d for d in (env.get("framework") or {}).get("tf_devices") or [] if d.get("type") == "GPU"]
         nvml_gpus = (env.get("nvml") or {}).get("gpus") or []
         if tf_gpus and nvml_gpus:
             return str(nvml_gpus[0].get("name"))
@@ -101,19 +118,49 @@ class SavedRun:
 
 
 def load_run(path: str | Path) -> SavedRun:
-    """A run directory (or its results.csv) -> SavedRun; ResultsFormatError when it is not one."""
+    """A run directory (or its results.csv) -> SavedRun; ResultsFormatError, one line, when it
+    is not one: damaged files are bad input, never a traceback."""
+    from batchbench.report.schema import RUN_JSON, problem
+    from batchbench.report.text import clean
+
     path = Path(path)
     if not path.exists():
         raise ResultsFormatError(f"{path}: no such run directory")
     csv_path, run_json = locate_run(path)
     try:
         rows = read_rows(csv_path)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsFormatError(f"{csv_path}: cannot be read as batchbench results ({exc})") from None
-    if any(not isinstance(r.get("batch_size"), int) for r in rows):
-        raise ResultsFormatError(f"{csv_path}: not a batchbench results file (a batch_size is not a whole number)")
-    record = read_run_json(run_json) if run_json else {}
+    except ResultsFormatError as exc:
+        raise ResultsFormatError(clean(exc.format_message())) from None
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError, OverflowError) as exc:
+        raise ResultsFormatError(f"{csv_path}: cannot be read as batchbench results ({clean(exc)})") from None
+    for number, row in enumerate(rows, start=1):
+        found = _row_problem(row)
+        if found:
+            raise ResultsFormatError(f"{csv_path}: not a batchbench results file (row {number}: {clean(found)})")
+    record: dict[str, Any] = {}
+    if run_json:
+        try:
+            record = read_run_json(run_json)
+        except (RecursionError, ValueError, OverflowError) as exc:  # nesting too deep, an integer too long
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else clean(exc)
+            raise ResultsFormatError(f"{run_json}: cannot be read as batchbench run.json ({reason})") from None
+        found = problem(record, RUN_JSON, "run.json")
+        if found:
+            raise ResultsFormatError(f"{run_json}: not a batchbench run.json ({clean(found)})")
     return SavedRun(csv_path.parent, rows, record)
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    from batchbench.report.text import brief
+
+    batch = row.get("batch_size")
+    if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        return f"batch_size {brief(row.get('batch_size'))} is not a whole number from 1 to {MAX_BATCH:,}"
+    if row.get("status") not in STATUSES:
+        return f"status {brief(row.get('status'))} is not one of {', '.join(STATUSES)}"
+    if row.get("mode") not in MODES:
+        return f"mode {brief(row.get('mode'))} is not one of {', '.join(MODES)}"
+    return None
 
 
 def run_labels(runs: list[SavedRun]) -> list[str]:
