@@ -782,6 +782,8 @@ def _describe(error: dict) -> tuple[str, str]:
     key = _format_loc(loc)
     kind = error["type"]
     found = error.get("input")
+    if kind == "invalid_key":  # the location ends with the key itself
+        return _format_loc(loc[:-1]), f"got the key {show(found)}, expected text keys"
     if kind == "extra_forbidden":
         parent = _field_at(loc[:-1])
         known = _known_keys(parent[0]) if parent and _is_model(parent[0]) else []
@@ -902,6 +904,10 @@ class _ConfigLoader(yaml.SafeLoader):
             raise _LimitError(f"got values nested more than {MAX_YAML_DEPTH} levels deep, "
                               "expected a flatter config", event.start_mark)
         anchor = getattr(event, "anchor", None)
+        if anchor in self.anchors:
+            first = self.anchors[anchor].start_mark.line + 1
+            raise _LimitError(f"got the anchor &{anchor} twice (first on line {first}), expected each anchor once",
+                              event.start_mark)
         self._depth += 1
         if anchor is not None:
             self._open_anchors.add(anchor)
@@ -994,13 +1000,18 @@ def parse_yaml(text: str, source: str = "config") -> Any:
         problem = exc.problem or "invalid YAML"
         if isinstance(exc, yaml.constructor.ConstructorError):
             message = problem if problem.startswith("got ") else \
-                f"YAML error: {problem}, expected plain YAML (no !!python tags)"
+                f"YAML error: {problem}, expected plain YAML (text, numbers, lists and mappings)"
         else:
             tabs = " (YAML is indented with spaces, not tabs)" if "\\t" in problem else ""
             message = f"YAML syntax error: {problem}{tabs}"
         raise ConfigError(message, file=source, key=where) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError(f"got the character #x{code:04x}, expected printable text (YAML allows no "
+                          "control characters)", file=source, key=f"line {line}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML error: {exc}", file=source) from None
+        raise ConfigError(f"YAML error: {' '.join(str(exc).split())}", file=source) from None
     except RecursionError:  # the limits above should make this unreachable; never a traceback
         raise ConfigError(f"got values nested too deeply, expected at most {MAX_YAML_DEPTH} levels",
                           file=source) from None

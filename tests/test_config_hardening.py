@@ -159,12 +159,18 @@ def test_anchors_within_the_bounds_still_work(tmp_path):
         ("model: {builtin: mlp, kwargs: {a: !mine x}}\n" + SWEEP, "line 1, column 35", "got the YAML tag !mine"),
         ("model: {builtin: mlp, kwargs: {a: !!timestamp 2024-02-30}}\n" + SWEEP,
          "line 1, column 35", "got the YAML tag !!timestamp"),
+        ("a: &x 1\nb: &x 2\n" + MODELS["builtin"] + SWEEP,
+         "line 2, column 4", "got the anchor &x twice (first on line 1), expected each anchor once"),
+        ("1: 2\n" + MODELS["builtin"] + SWEEP, None, "got the key 1, expected text keys"),
+        ("~: 2\n" + MODELS["builtin"] + SWEEP, None, "got the key null, expected text keys"),
+        ("model: {builtin: mlp, kwargs: {7: 2}}\n" + SWEEP, "model.kwargs", "got the key 7, expected text keys"),
+        (MODELS["builtin"] + "\x00" + SWEEP, "line 2", "got the character #x0000, expected printable text"),
     ],
 )
 def test_yaml_beyond_a_config_is_one_line_naming_file_and_line(tmp_path, text, where, words):
     path = write(tmp_path, text)
     message = problem(path)
-    assert message.startswith(f"{path}: {where}: "), message
+    assert message.startswith(f"{path}: {where}: " if where else f"{path}: got "), message
     assert words in message
 
 
