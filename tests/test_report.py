@@ -167,6 +167,40 @@ def test_memory_lines_cap_and_device_capacity_only_where_measured(run_dir: Path,
     assert [label for label, _, _ in _memory_limits([run], device=False)] == ["memory cap 8 GiB"]
 
 
+def test_memory_axis_fits_the_figures_and_names_a_cap_far_above_them(tmp_path: Path) -> None:
+    from batchbench.report.plots import build_series, memory_figure
+
+    run_dir = tmp_path / "flat"
+    run_dir.mkdir()
+    writer = ResultsWriter(run_dir)
+    for index, batch in enumerate((16, 64, 256, 512)):
+        row = _row("flat", "fit", "", batch, "float32", peak_host_mib=975.0 + index)
+        writer.append({k: v for k, v in row.items() if k != "peak_device_mib"})
+    write_json_atomic(run_dir / "run.json", {"schema_version": RESULTS_SCHEMA_VERSION, "name": "flat",
+                                             "config_resolved": {"sweep": {"memory_limit": 8 * 2**30}}})
+    run = load_run(run_dir)
+    fig = memory_figure(build_series([run]), [run], "flat")
+    low, high = fig.axes[0].get_ylim()
+    assert 900 < low < 975 and 978 < high < 1100, "the axis should show a 1 MiB step between sizes"
+    labels = [t.get_text() for legend in [*fig.legends, fig.axes[0].get_legend()] if legend for t in legend.get_texts()]
+    assert "memory cap 8 GiB (above the chart)" in labels
+
+
+def test_overlay_labels_say_only_what_differs(tmp_path: Path) -> None:
+    from batchbench.report.plots import build_series, plot_title
+
+    runs = [load_run(make_run(tmp_path / "base", name="cnn-base")),
+            load_run(make_run(tmp_path / "head", name="cnn-head", speedup=1.25))]
+    labels = [s.label for s in build_series(runs)]
+    assert len(set(labels)) == len(labels)
+    assert not any("NVIDIA A10G" in label for label in labels), labels
+    assert all(label.startswith(("cnn-base: ", "cnn-head: ")) for label in labels)
+    assert plot_title(runs).count("NVIDIA A10G") == 1
+    same = [load_run(make_run(tmp_path / "a" / "20261125-101500")), load_run(make_run(tmp_path / "b" / "20261126"))]
+    labels = [s.label for s in build_series(same)]
+    assert len(set(labels)) == len(labels) and not any("cnn-a10g" in label for label in labels), labels
+
+
 # ---------------------------------------------------------------- batchbench report
 
 def test_report_command_works_on_a_copied_run_directory(run_dir: Path, tmp_path: Path) -> None:
