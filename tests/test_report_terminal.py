@@ -175,7 +175,7 @@ def test_the_sentence_is_under_each_table(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- text from the files, shown as itself
 
-HOSTILE = "[bold red]x[/] \x1b[2J\x1b]0;pwned\x07 <script>alert(1)</script> | *y* [z](http://e)"
+HOSTILE = "[bold red]x[/] \x1b[2J\x1b]0;pwned\x07 <script>alert(1)</script> | *y* [z](http://e) $\\frac{$"
 
 
 def hostile_run(tmp_path: Path) -> Path:
@@ -224,3 +224,10 @@ def test_markdown_and_html_escape_text_from_the_files(tmp_path: Path) -> None:
             header = next(h for h in md.splitlines() if h.startswith("| batch"))
             assert len(cells) == len(re.split(r"(?<!\\)\|", header))
     assert "&lt;script&gt;" in html and "[bold red]x[/]" in html
+
+
+def test_plots_take_hostile_names_as_plain_text(tmp_path: Path) -> None:
+    # '$\\frac{$' is broken mathtext: drawn as mathtext it fails the whole plot.
+    run = hostile_run(tmp_path)
+    write_report([run], tmp_path / "out", "md", plots=True)
+    assert (tmp_path / "out" / "throughput.png").read_bytes()[:4] == b"\x89PNG"

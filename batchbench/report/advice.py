@@ -39,7 +39,7 @@ def _memory_saved(chosen: dict, best: dict) -> str:
     for key in ("peak_device_mib", "peak_host_mib"):
         if is_number(chosen.get(key)) and is_number(best.get(key)):
             saved = best[key] - chosen[key]
-            return f"{saved:,.0f} MiB less memory" if saved >= 1 else ""
+            return f"{saved:,.0f} MiB less memory" if saved >= max(1.0, 0.01 * best[key]) else ""
     return ""
 
 

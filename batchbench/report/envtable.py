@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from batchbench.report.tables import make_console
+from batchbench.report.text import plain
 
 
 def render_env(record: dict, warning: str | None = None) -> None:
@@ -35,7 +36,7 @@ def render_env(record: dict, warning: str | None = None) -> None:
         ("Thread env", ", ".join(f"{k}={v}" for k, v in (record.get("thread_env") or {}).items()) or "none set"),
     ]
     for key, value in rows:
-        table.add_row(key, value)
+        table.add_row(key, plain(value))
     console.print(table)
     if warning:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(plain("warning: ", "yellow") + plain(warning))

@@ -20,13 +20,14 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator, ScalarFo
 from batchbench.recommend import latency_column
 from batchbench.report.labels import distinct_labels, facets, overlay_title
 from batchbench.report.runs import SavedRun, is_number, quality_columns
+from batchbench.report.text import clean
 from batchbench.runfiles import save_figure
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
           "#bcbd22", "#17becf"]
 RUN_MARKERS = ["o", "s", "^", "D", "v", "P"]
 # How a batch size that did not run is drawn, at the foot of the axes (it has no value to plot).
-FAILED = {"oom": ("X", "out of memory"), "skipped": ("$\u2013$", "skipped (after an OOM)"),
+FAILED = {"oom": ("X", "out of memory"), "skipped": ("_", "skipped (after an OOM)"),
           "error": ("x", "error"), "timeout": ("d", "timed out")}
 MODE_TITLES = {"fit": "fit (training)", "predict": "predict (inference)"}
 DPI = 120
@@ -71,7 +72,7 @@ def build_series(runs: list[SavedRun]) -> list[Series]:
     for index, run in enumerate(runs):
         recs = run.summary.get("recommendations") or {}
         for key, rows in run.groups().items():
-            series.append(Series(next(labels), rows[0]["mode"], _one_per_batch(rows), recs.get(key) or {},
+            series.append(Series(clean(next(labels)), rows[0]["mode"], _one_per_batch(rows), recs.get(key) or {},
                                  COLORS[len(series) % len(COLORS)], RUN_MARKERS[index % len(RUN_MARKERS)]))
     return series
 
@@ -130,9 +131,11 @@ def _failures(ax: Axes, series: list[Series]) -> list[Line2D]:
         for row in s.failed():
             marker, _ = FAILED[row["status"]]
             ax.plot([row["batch_size"]], [0.04], marker=marker, markersize=9, linestyle="none", color=s.color,
+                    markeredgewidth=2.5 if marker == "_" else None,
                     transform=ax.get_xaxis_transform(), clip_on=False, zorder=5)
             seen.add(row["status"])
-    return [Line2D([], [], marker=FAILED[st][0], color="0.3", linestyle="none", markersize=8, label=FAILED[st][1])
+    return [Line2D([], [], marker=FAILED[st][0], color="0.3", linestyle="none", markersize=8, label=FAILED[st][1],
+                   markeredgewidth=2.5 if FAILED[st][0] == "_" else None)
             for st in FAILED if st in seen]
 
 
@@ -365,12 +368,19 @@ def plot_title(runs: list[SavedRun]) -> str:
 
 
 def write_plots(runs: list[SavedRun], out_dir: Path) -> list[Path]:
-    """Every plot the runs have data for, as PNG files in out_dir; one line per group and run."""
+    """Every plot the runs have data for, as PNG files in out_dir; one line per group and run.
+    Names from the files are text, never mathtext: a '$' in a model name must not fail a plot."""
+    from matplotlib import rc_context
+
+    with rc_context({"text.parse_math": False}):
+        return _write_plots(runs, Path(out_dir))
+
+
+def _write_plots(runs: list[SavedRun], out_dir: Path) -> list[Path]:
     series = build_series(runs)
     if not series:
         return []
-    out_dir = Path(out_dir)
-    title = plot_title(runs)
+    title = clean(plot_title(runs))
     written = [throughput_plot(series, title, out_dir / "throughput.png"),
                latency_plot(series, runs, title, out_dir / "latency.png")]
     if any(s.ok("peak_host_mib")[0] or s.ok("peak_device_mib")[0] for s in series):

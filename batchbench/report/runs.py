@@ -141,6 +141,8 @@ def load_run(path: str | Path) -> SavedRun:
     if run_json:
         try:
             record = read_run_json(run_json)
+        except ResultsFormatError as exc:
+            raise ResultsFormatError(clean(exc.format_message())) from None
         except (RecursionError, ValueError, OverflowError) as exc:  # nesting too deep, an integer too long
             reason = "nested too deeply" if isinstance(exc, RecursionError) else clean(exc)
             raise ResultsFormatError(f"{run_json}: cannot be read as batchbench run.json ({reason})") from None

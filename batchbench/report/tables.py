@@ -10,7 +10,6 @@ from rich import box
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
-from rich.text import Text
 
 from batchbench.recommend import recommend_group
 from batchbench.report.advice import advice, fastest_configurations
@@ -79,18 +78,30 @@ def group_table(console: Console, key: str, rows: list[dict], percentile: float 
     return _table(key, keep, rows, best_index(rows, best_batch)), hidden
 
 
+def _sentences(sentences: list[str]) -> Table:
+    """The advice under a table: an arrow, then each sentence, wrapped with a hanging indent."""
+    grid = Table.grid(padding=(0, 1, 0, 0), pad_edge=False)
+    grid.add_column(width=3, justify="right", style="cyan")
+    grid.add_column(style="cyan")
+    for index, sentence in enumerate(sentences):
+        grid.add_row("→" if index == 0 else "", plain(sentence, "cyan"))
+    return grid
+
+
 def render_results(console: Console, rows: list[dict], varying: list[str], summary: dict,
                    slo_ms: float | None = None, percentile: float = 99) -> None:
+    if not rows:
+        console.print(plain("No trials ran."))
+        return
     recs = summary.get("recommendations") or {}
     groups = group_rows(rows, varying)
     for key, group in groups.items():
         rec = recs.get(key) or recommend_group(group, slo_ms, percentile)
         table, hidden = group_table(console, key, group, percentile, rec.get("best_throughput"))
         console.print(table)
+        console.print(_sentences(advice(group, rec, slo_ms, percentile)))
         if hidden:
             console.print(plain(f"  (not shown at this width: {', '.join(hidden)}; see report.md)", "dim"))
-        for index, sentence in enumerate(advice(group, rec, slo_ms, percentile)):
-            console.print(Text("  → " if index == 0 else "    ", style="cyan") + plain(sentence, "cyan"))
         console.print()
     gap = summary.get("predict_vs_serve")
     if isinstance(gap, dict) and gap:
