@@ -111,6 +111,31 @@ class Exploding(keras.layers.Layer):
 
 def explodes_on_call():
     return keras.Sequential([keras.Input((8,)), Exploding(), keras.layers.Dense(2)])
+
+
+def scheduled():
+    model = classifier()
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.01, decay_steps=10, decay_rate=0.9)
+    model.compile(keras.optimizers.SGD(schedule), "sparse_categorical_crossentropy")
+    return model
+
+
+class Regressor(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def regressor():
+    return Regressor()
+
+
+def regression_data():
+    rng = np.random.default_rng(0)
+    return rng.random((64, 8), dtype="float32"), rng.random(64, dtype="float32")
 '''
 
 
@@ -124,12 +149,13 @@ def folder(tmp_path_factory):
               "negative": rng.integers(-1, 10, 256), "labels": rng.integers(0, 10, 256),
               "one_hot": np.eye(10, dtype="float32")[rng.integers(0, 10, 256)],
               "column": rng.integers(0, 10, (256, 1)), "halves": rng.integers(0, 10, 256) + 0.5,
-              "text": np.array(["cat", "dog"] * 128)}
+              "text": np.array(["cat", "dog"] * 128), "three": rng.random((256, 3), dtype="float32")}
     for name, y in arrays.items():
         np.savez(path / f"{name}.npz", x=x, y=y)
     (path / "wide.csv").write_text(",".join(f"f{j}" for j in range(8)) + ",label\n" +
                                    "".join(",".join(str((i + j) % 5) for j in range(8)) + f",{i % 12}\n"
                                            for i in range(96)))
+    (path / "gaps.csv").write_text("a,b,label\n1,2,0\n3,,1\n5,6,0\n")
     (path / "syntax_error.py").write_text("def build(:\n    pass\n")
     (path / "import_error.py").write_text("import numpy\n\nVALUE = 1 / 0\n")
     return path
@@ -211,6 +237,32 @@ def test_labels_outside_the_outputs_classes_are_refused(folder):
 def test_a_csv_target_with_more_classes_than_the_model_names_the_target(folder):
     result = preflight(folder, model=CLASSIFIER, data={"csv": {"path": "wide.csv", "target": "label"}})
     refused(result, "data.csv.target", "labels up to 11", "10 classes")
+
+
+def test_a_regression_target_of_another_width_is_refused_by_the_general_check(folder):
+    result = preflight(folder, model={**CLASSIFIER, "compile": {"loss": "mse"}}, data=npz("three"))
+    refused(result, "data.npz.y", "(256, 3)", "(None, 10)", "mse")
+
+
+def test_a_default_loss_that_does_not_fit_says_to_set_one(folder):
+    # A subclassed model shows no output shape, so batchbench's default loss is a guess.
+    result = preflight(folder, model={"factory": "zoo:regressor"},
+                       data={"callable": {"function": "zoo:regression_data"}})
+    refused(result, "data.callable.function", "not whole numbers", "set model.compile.loss")
+    result = preflight(folder, model={"factory": "zoo:regressor", "compile": {"loss": "mse"}},
+                       data={"callable": {"function": "zoo:regression_data"}})
+    assert result["status"] == "ok", result
+
+
+def test_empty_csv_cells_are_refused_for_fit_only(folder):
+    data = {"csv": {"path": "gaps.csv", "target": "label"}}
+    refused(preflight(folder, data=data), "data.csv", "column(s) b have empty cells", "line 3")
+    assert preflight(folder, data=data, sweep={"modes": ["predict"]})["status"] == "ok"
+
+
+def test_lr_scaling_over_a_schedule_is_refused_before_any_trial(folder):
+    refused(preflight(folder, model={"factory": "zoo:scheduled"}, sweep={"lr_scaling": "linear"}),
+            "sweep.lr_scaling", "schedule")
 
 
 def test_targets_are_not_checked_when_only_predict_runs(folder):

@@ -95,6 +95,13 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
         if non_numeric:
             raise ConfigError(f"{csv['path']}: feature column(s) {', '.join(non_numeric)} are not numeric; "
                               "encode them or list numeric ones under data.csv.features", key="data.csv")
+        if "fit" in config["sweep"]["modes"]:  # NaN trains to a NaN loss; predict times it all the same
+            for key, columns in (("data.csv", features), ("data.csv.target", [csv["target"]])):
+                empty = [c for c in columns if frame[c].isna().any()]
+                if empty:
+                    row = int(np.flatnonzero(frame[empty].isna().any(axis=1).to_numpy())[0]) + 2
+                    raise ConfigError(f"{csv['path']}: column(s) {', '.join(map(str, empty))} have empty cells "
+                                      f"(the first on line {row}); fill or drop them", key=key)
         x = frame[features].to_numpy(dtype="float32")
         y = encode_target(frame[csv["target"]])
         return _checked(Dataset(x, y, "csv"), "data.csv")
@@ -329,10 +336,11 @@ def _loss_kind(loss: Any, y: np.ndarray, pred_dims: tuple) -> tuple[str | None, 
     return None, str(name)
 
 
-def check_targets(model, data: Dataset, key: str, x_head: Any, y_pred: Any) -> None:
+def check_targets(model, data: Dataset, key: str, x_head: Any, y_pred: Any, eager: bool = True) -> None:
     """Targets the model's loss can take, before any trial: a shape it cannot compute a
     loss from, text labels, class labels outside the output's classes. `y_pred` is the
-    model's output for `x_head`, the first rows of the data."""
+    model's output for `x_head`, the first rows of the data; `eager`: also compute the loss
+    on them (the general check, for any loss and output structure)."""
     import keras
 
     if type(model).train_step is not keras.Model.train_step:
@@ -355,6 +363,8 @@ def check_targets(model, data: Dataset, key: str, x_head: Any, y_pred: Any) -> N
             raise ConfigError(f"{what} has shape {tuple(y.shape)} but the model's output{output} is "
                               f"{_shape(dims)}, and its loss {loss_name} takes one-hot targets of shape "
                               f"{_shape(dims)}{hint}", key=key)
+    if not eager:
+        return
     y_head = slice_rows(data.y, 0, count_rows(x_head))
     try:
         model.compute_loss(x=x_head, y=y_head, y_pred=y_pred)
@@ -365,8 +375,8 @@ def check_targets(model, data: Dataset, key: str, x_head: Any, y_pred: Any) -> N
             raise
         got = ", ".join(str(tuple(a.shape)) for a in leaves(data.y))
         want = ", ".join(str(_shape(tuple(p.shape[1:]))) for p in _structure(y_pred, [])[0])
-        raise ConfigError(f"the targets (shape {got}) do not fit the model's output ({want}) under its loss "
-                          f"{_loss_label(model)}: {one_line(exc)}", key=key) from None
+        raise ConfigError(f"y has shape {got} but the model's output is {want}, and its loss {_loss_label(model)} "
+                          f"cannot take them: {one_line(exc)}", key=key) from None
 
 
 def _loss_label(model) -> str:

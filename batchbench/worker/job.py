@@ -199,7 +199,7 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
 
     from batchbench.worker import data as data_mod
     from batchbench.worker.data import leaves
-    from batchbench.worker.models import check_compile_names, check_metrics, compile_model
+    from batchbench.worker.models import check_compile_names
 
     x_head = _head(work.data.x, 2)
     try:
@@ -219,14 +219,8 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
     if not work.inference_only:
         if not work.compiled_by_source:  # DESIGN: the config's compile applies to uncompiled models only
             check_compile_names(config)
-        if fit and not config.get("_distributed"):
-            # What fit would meet in its first step, on two rows, eagerly (nothing traced).
-            compile_model(work.model, config)
-            y_key = data_mod.data_key(config, "y")
-            if work.data.source == "synthetic":
-                y_key = "model.compile.loss" if (config["model"].get("compile") or {}).get("loss") else y_key
-            data_mod.check_targets(work.model, work.data, y_key, x_head, y_pred)
-            check_metrics(work.model, config, x_head, _head(work.data.y, 2), y_pred, from_config=not work.compiled_by_source)
+        if fit:
+            _check_training(work, config, x_head, y_pred)
     target = config["sweep"].get("target")
     if target and "fit" in config["sweep"]["modes"]:
         _check_target_metric(work, config, target["metric"])
@@ -245,6 +239,37 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
         "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
         "replicas": _replicas(device_info),
     }
+
+
+def _check_training(work: Workload, config: dict, x_head: Any, y_pred: Any) -> None:
+    """What fit would meet in its first step, checked on two rows, eagerly (nothing is
+    traced): the optimizer, the targets against the output and loss, the metrics."""
+    from batchbench.worker import data as data_mod
+    from batchbench.worker import quality
+    from batchbench.worker.models import check_metrics, compile_model
+
+    compile_model(work.model, config)
+    rule = config["sweep"].get("lr_scaling") or "none"
+    if rule != "none" and quality.reference_learning_rate(config, work.model) is None:
+        raise ConfigError("lr_scaling needs a constant learning rate, but the model's optimizer follows a schedule",
+                          key="sweep.lr_scaling")
+    # Multi-process: every process must run the same device ops in step, so the checks that
+    # compute on the device stay out; those on the arrays alone still run.
+    eager = not config.get("_distributed")
+    compile_spec = config["model"].get("compile") or {}
+    y_key = data_mod.data_key(config, "y")
+    if work.data.source == "synthetic" and compile_spec.get("loss"):
+        y_key = "model.compile.loss"  # batchbench made the targets for the loss: the loss is the odd one out
+    try:
+        data_mod.check_targets(work.model, work.data, y_key, x_head, y_pred, eager=eager)
+    except ConfigError as exc:
+        if work.compiled_by_source or compile_spec.get("loss"):
+            raise
+        raise ConfigError(f"{exc.reason} (that loss is batchbench's default for this model; "
+                          "set model.compile.loss)", key=exc.key) from None
+    if eager:
+        check_metrics(work.model, config, x_head, _head(work.data.y, data_mod.count_rows(x_head)), y_pred,
+                      from_config=not work.compiled_by_source)
 
 
 def _check_target_metric(work: Workload, config: dict, metric: str) -> None:
