@@ -331,6 +331,9 @@ def test_a_layer_of_the_users_that_raises_keeps_their_frame(folder):
 def test_other_config_errors_carry_no_traceback(folder):
     result = preflight(folder, model={"builtin": "mlp", "compile": {"loss": "not_a_loss"}})
     assert result["traceback"] is None
+    result = preflight(folder, model={"factory": "no_such_module:build"})
+    refused(result, "model.factory", "cannot import 'no_such_module'")
+    assert result["traceback"] is None and "(at " not in result["message"]
 
 
 # ---------------------------------------------------------------- what a callable gives

@@ -106,13 +106,15 @@ def innermost_user_frame(exc: BaseException, module: str | None = None) -> tuple
 def user_code_error(message: str, key: str, exc: BaseException, module: str | None = None,
                     base_dir: str | None = None) -> ConfigError:
     """A ConfigError for an exception raised in the user's code: the message ends with the
-    innermost user frame (file:line); `user_traceback` holds the user's frames."""
+    innermost user frame (file:line); `user_traceback` holds the user's frames (None when
+    none of the frames is theirs, as for a module that is not there at all)."""
     where = innermost_user_frame(exc, module)
+    error = ConfigError(message, key=key)
+    error.user_traceback = None
     if where is not None:
         path, line, func = where
         if base_dir and os.path.abspath(path).startswith(os.path.abspath(base_dir) + os.sep):
             path = os.path.relpath(path, base_dir)
-        message = f"{message} (at {path}:{line}, in {func})"
-    error = ConfigError(message, key=key)
-    error.user_traceback = user_traceback(exc, module)
+        error = ConfigError(f"{message} (at {path}:{line}, in {func})", key=key)
+        error.user_traceback = user_traceback(exc, module)
     return error

@@ -175,7 +175,11 @@ def _wrap_layer(layer, file_data, config):
         raise ConfigError("a SavedModel folder needs model.input_shape (or file data) to be called",
                           key="model.input_shape")
     inputs = keras.Input(shape=tuple(shape))
-    out = layer(inputs)
+    try:
+        out = layer(inputs)
+    except Exception as exc:  # noqa: BLE001 - TensorFlow's signature errors come as several types
+        raise ConfigError(f"its serving_default signature cannot be called on one input of shape "
+                          f"{(None, *shape)}: {one_line(exc)}", key="model.path") from None
     if isinstance(out, dict):
         out = next(iter(out.values()))
     return keras.Model(inputs, out)
