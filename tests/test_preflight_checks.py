@@ -155,6 +155,7 @@ def folder(tmp_path_factory):
     (path / "wide.csv").write_text(",".join(f"f{j}" for j in range(8)) + ",label\n" +
                                    "".join(",".join(str((i + j) % 5) for j in range(8)) + f",{i % 12}\n"
                                            for i in range(96)))
+    np.savez(path / "objects.npz", x=x, y=np.array([{"label": 1}] * 256, dtype=object))
     (path / "gaps.csv").write_text("a,b,label\n1,2,0\n3,,1\n5,6,0\n")
     (path / "syntax_error.py").write_text("def build(:\n    pass\n")
     (path / "import_error.py").write_text("import numpy\n\nVALUE = 1 / 0\n")
@@ -258,6 +259,10 @@ def test_empty_csv_cells_are_refused_for_fit_only(folder):
     data = {"csv": {"path": "gaps.csv", "target": "label"}}
     refused(preflight(folder, data=data), "data.csv", "column(s) b have empty cells", "line 3")
     assert preflight(folder, data=data, sweep={"modes": ["predict"]})["status"] == "ok"
+
+
+def test_an_npz_array_of_python_objects_is_named(folder):
+    refused(preflight(folder, data=npz("objects")), "data.npz.y", "array 'y' cannot be read", "numeric")
 
 
 def test_lr_scaling_over_a_schedule_is_refused_before_any_trial(folder):

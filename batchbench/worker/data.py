@@ -74,7 +74,14 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
             if npz[key] not in archive.files:
                 raise ConfigError(f"{npz['path']} has no array '{npz[key]}' (it has {', '.join(archive.files)})",
                                   key=f"data.npz.{key}")
-        x, y = archive[npz["x"]], archive[npz["y"]]
+        arrays = []
+        for key in ("x", "y"):
+            try:
+                arrays.append(archive[npz[key]])
+            except ValueError as exc:  # object arrays need pickle, which a config never gets
+                raise ConfigError(f"{npz['path']}: array '{npz[key]}' cannot be read: {exc}; save it with a "
+                                  "numeric or string dtype", key=f"data.npz.{key}") from None
+        x, y = arrays
         return _checked(Dataset(x, y, "npz"), "data.npz")
     if spec.get("csv"):
         import pandas as pd
