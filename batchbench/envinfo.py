@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import stat
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -58,17 +61,118 @@ def gpus_from_nvml(nvml: Any = None) -> dict[str, Any]:
             pass
 
 
+# A config folder may be anyone's repository (a download, a pull request), and git runs the
+# programs its .git/config names: core.fsmonitor whenever the index is read, clean filters when a
+# file's stat data changed or is racy (status, diff-index, even without --quiet), a lazy fetch's
+# ssh command in a partial clone. So git only reads objects and attributes here (rev-parse,
+# ls-tree, check-attr), with those settings overridden, and files are hashed in Python.
+_GIT_SAFE = ("-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "protocol.allow=never",
+             "--no-optional-locks", "--literal-pathspecs", "--no-pager")
+_GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_EXTERNAL_DIFF")
+_HASH_BUDGET = 256 * 2**20  # tracked bytes hashed at most; beyond that, "dirty" is unknown (None)
+_TRANSFORMS = ("filter", "ident", "working-tree-encoding", "eol")  # checkout rewrites such files
+_dirty_cache: dict[tuple, tuple] = {}  # (top, tree listing's digest) -> (stat signature, dirty)
+
+
+def _git(path: str | Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROP}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return subprocess.run(["git", "-C", str(path), *_GIT_SAFE, *args], capture_output=True, timeout=10, env=env,
+                          stdin=subprocess.DEVNULL)
+
+
 def git_info(path: str = ".") -> dict[str, Any] | None:
+    """The commit checked out where `path` is, and whether the tracked files differ from it (None:
+    cannot tell without running the repository's filters); None outside a repository. Runs no
+    hook, fsmonitor or filter of the repository's."""
     try:
-        commit = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5)
-        if commit.returncode != 0:
+        head = _git(path, "rev-parse", "--show-toplevel", "HEAD")
+        if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", path, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
-        return {"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.TimeoutExpired):
+        top, commit = head.stdout.decode(errors="surrogateescape").splitlines()[-2:]
+        return {"commit": commit.strip(), "dirty": _worktree_differs(Path(top))}
+    except (OSError, ValueError, subprocess.TimeoutExpired):
         return None
+
+
+def _worktree_differs(top: Path) -> bool | None:
+    """Every tracked file, hashed as a git blob and compared with HEAD's (the index is not read:
+    trusting its stat data is what makes git re-hash through filters). Remembered while no
+    tracked file's stat data changes, since a sweep asks once per result row."""
+    listing = _git(top, "ls-tree", "-r", "-l", "-z", "--full-tree", "HEAD")
+    if listing.returncode != 0:
+        return None
+    blobs = []
+    for record in listing.stdout.split(b"\0"):
+        meta, _, name = record.partition(b"\t")
+        fields = meta.split()
+        if len(fields) == 4 and fields[1] == b"blob":  # submodules (commit) are not followed
+            blobs.append((os.fsdecode(name), fields[0], fields[2].decode(), int(fields[3])))
+    stats = []
+    for name, *_ in blobs:
+        try:
+            st = os.lstat(top / name)
+            stats.append((st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
+        except OSError:
+            stats.append(None)
+    key, signature = (str(top), hashlib.sha1(listing.stdout).hexdigest()), tuple(stats)
+    if key in _dirty_cache and _dirty_cache[key][0] == signature:
+        return _dirty_cache[key][1]
+    changed = _changed_blobs(top, blobs, stats)
+    if changed is None:
+        dirty = None
+    elif not changed:
+        dirty = False
+    elif len(changed) <= 100 and _transformed(top, changed):
+        dirty = None  # only files that checkout rewrites differ: no telling without their filters
+    else:
+        dirty = True
+    if len(_dirty_cache) > 8:
+        _dirty_cache.clear()
+    _dirty_cache[key] = (signature, dirty)
+    return dirty
+
+
+def _changed_blobs(top: Path, blobs: list, stats: list) -> list[str] | None:
+    changed, budget = [], _HASH_BUDGET
+    for (name, mode, oid, size), st in zip(blobs, stats, strict=True):
+        if st is None or stat.S_ISLNK(st[0]) != (mode == b"120000"):
+            changed.append(name)
+            continue
+        try:
+            if stat.S_ISLNK(st[0]):
+                content = os.fsencode(os.readlink(top / name))
+            elif not stat.S_ISREG(st[0]) or st[1] != size:
+                changed.append(name)
+                continue
+            else:
+                budget -= size
+                if budget < 0:
+                    return None
+                content = (top / name).read_bytes()
+        except OSError:
+            changed.append(name)
+            continue
+        digest = hashlib.sha1() if len(oid) == 40 else hashlib.sha256()
+        digest.update(b"blob %d\0" % len(content))
+        digest.update(content)
+        if digest.hexdigest() != oid:
+            changed.append(name)
+    return changed
+
+
+def _transformed(top: Path, names: list[str]) -> bool:
+    """Whether every changed file is one whose checkout git rewrites (a filter, ident, an
+    encoding, CRLF line ends): its bytes differ from the blob without any edit."""
+    attrs = _git(top, "check-attr", "-z", *_TRANSFORMS, "--", *names)
+    if attrs.returncode != 0:
+        return False
+    fields = attrs.stdout.split(b"\0")
+    rewritten = set()
+    for path, attr, value in zip(fields[0::3], fields[1::3], fields[2::3]):
+        if value not in (b"unspecified", b"unset") and (attr != b"eol" or value == b"crlf"):
+            rewritten.add(os.fsdecode(path))
+    return all(name in rewritten for name in names)
 
 
 def host_environment() -> dict[str, Any]:

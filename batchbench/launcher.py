@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from batchbench.config import Config
 from batchbench.errors import ConfigError
+from batchbench.runfiles import make_dir, open_append
+from batchbench.runner import python_command
 from batchbench.sweep import Distributed, default_run_dir
 
 # Options passed through to the peers unchanged (their value, if any, follows).
@@ -46,18 +47,20 @@ class LocalLauncher:
             raise ConfigError("--local-processes needs a CONFIG file (the other processes read it)",
                               key="--local-processes")
         for rank in range(1, self.n):
-            argv = [sys.executable, "-m", "batchbench", "sweep", self.config.source_file, "--out", str(out), "-q",
-                    "--num-processes", str(self.n), "--process-id", str(rank), "--coordinator", f"127.0.0.1:{port}"]
+            # python -P: `-m batchbench` would put the working folder (often the config's) on sys.path.
+            argv = python_command("batchbench", "sweep", self.config.source_file, "--out", str(out), "-q",
+                                  "--num-processes", str(self.n), "--process-id", str(rank),
+                                  "--coordinator", f"127.0.0.1:{port}")
             for key in PASS_THROUGH:
                 value = self.kw.get(key)
                 if value is not None:
                     argv += [f"--{key.replace('_', '-')}", str(value)]
             argv += [f"--{flag.replace('_', '-')}" for flag in FLAGS if self.kw.get(flag)]
-            log_dir = out / "peers"
-            log_dir.mkdir(parents=True, exist_ok=True)
-            log = open(log_dir / f"process-{rank}.log", "wb")
-            self.peers.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-            log.close()
+            make_dir(out)
+            log_dir = make_dir(out / "peers")
+            with open_append(log_dir / f"process-{rank}.log", binary=True) as log:
+                self.peers.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                                   stdin=subprocess.DEVNULL))
         return dist, out
 
     def peer_failed(self) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,10 +18,33 @@ from typing import Any
 
 import psutil
 
-from batchbench.errors import BatchbenchError
+from batchbench.errors import BatchbenchError, OutputError
 
 READY_TIMEOUT_S = 300.0
+START_TIMEOUT_S = 60.0  # a healthy server answers a request with "started" at once
+EXIT_GRACE_S = 5.0      # once the child is ended (or gone), how long the server may take to say so
 POLL_S = 0.05
+USER_PATH_VAR = "BATCHBENCH_USER_PATH"  # read by worker/server.py
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+# Runs a module of this very batchbench (the one the controller runs) under `python -P`: no
+# script folder, working folder or config folder on sys.path, and the package loaded from its
+# own folder rather than found on a path where something else could stand in for it.
+_BOOTSTRAP = """\
+import importlib.util, os, runpy, sys
+root, module = sys.argv[1:3]
+del sys.argv[1:3]
+spec = importlib.util.spec_from_file_location("batchbench", os.path.join(root, "__init__.py"),
+                                              submodule_search_locations=[root])
+sys.modules["batchbench"] = package = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(package)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def python_command(module: str, *args: str) -> list[str]:
+    """The argv that runs `python -m <module> <args>` for a batchbench module, shadow-free."""
+    return [sys.executable, "-P", "-c", _BOOTSTRAP, str(PACKAGE_DIR), module, *args]
 
 
 class WorkerError(RuntimeError):
@@ -32,7 +56,7 @@ class JobOutcome:
     """How a job ended, as the controller saw it."""
 
     result: dict | None          # what the child wrote, if it finished
-    returncode: int | None       # the child's exit code; negative: killed by that signal
+    returncode: int | None       # the child's exit code; negative: killed by that signal; None: the server was lost
     timed_out: bool = False
     memory_killed: bool = False  # we ended it: resident memory crossed the cap
     peak_rss_mib: float | None = None  # the highest RSS the watchdog saw
@@ -49,15 +73,18 @@ class JobOutcome:
 
 
 def worker_env(backend: str = "tensorflow", verbose: bool = False, extra_path: str | None = None) -> dict[str, str]:
+    """The worker's environment. `extra_path` (the config's folder) travels in its own variable,
+    which the worker appends to the end of sys.path: on PYTHONPATH it would come before the
+    standard library, and a json.py beside a config would be imported in place of json."""
     env = dict(os.environ)
     env["KERAS_BACKEND"] = backend
     if not verbose:
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.setdefault("ABSL_MIN_LOG_LEVEL", "2")
     env["BATCHBENCH_VERBOSE"] = "1" if verbose else "0"
-    root = str(Path(__file__).resolve().parent.parent)
-    paths = [p for p in (extra_path, root, env.get("PYTHONPATH")) if p]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env.pop(USER_PATH_VAR, None)
+    if extra_path:
+        env[USER_PATH_VAR] = str(Path(extra_path).resolve())
     return env
 
 
@@ -72,6 +99,7 @@ class Worker:
         self._buffer = b""
         self.import_s: float | None = None
         self.current_pid: int | None = None
+        self._ended_at: float | None = None  # when we ended the running child
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -79,18 +107,22 @@ class Worker:
             return
         stderr: Any = None if self.verbose else subprocess.DEVNULL
         if self.log_path and not self.verbose:
-            stderr = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batchbench.worker.server"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=self.env,
-            start_new_session=True,  # Ctrl-C in the terminal reaches the controller only
-        )
-        if stderr not in (None, subprocess.DEVNULL):
-            stderr.close()
+            stderr = _open_log(self.log_path)
+        try:
+            self.proc = subprocess.Popen(
+                python_command("batchbench.worker.server"),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=self.env,
+                start_new_session=True,  # Ctrl-C in the terminal reaches the controller only
+            )
+        except OSError as exc:
+            raise WorkerError(f"the worker process could not be started: {exc.strerror or exc}") from None
+        finally:
+            if stderr not in (None, subprocess.DEVNULL):
+                stderr.close()
         self._buffer = b""
         ready = self._read_event(READY_TIMEOUT_S)
         if ready is None or ready.get("event") != "ready":
-            self.close()
+            self._kill_server()
             raise WorkerError("the worker process did not start (run with --verbose to see why)")
         if ready.get("error"):
             self.close()
@@ -98,10 +130,11 @@ class Worker:
         self.import_s = ready.get("import_s")
 
     def close(self) -> None:
+        """Ask the server to exit (it ends what its trials left running); kill it if it does not."""
         if not self.proc:
             return
         if self.current_pid:
-            _kill(self.current_pid)
+            _kill_group(self.current_pid)
         try:
             if self.proc.poll() is None:
                 self.proc.stdin.write(b'{"op": "exit"}\n')
@@ -109,9 +142,29 @@ class Worker:
                 self.proc.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired, ValueError):
             pass
+        self._kill_server()
+
+    def _kill_server(self) -> None:
+        """SIGKILL the server and everything under it (a stopped or wedged server included)."""
+        if not self.proc:
+            return
+        if self.current_pid:
+            # The child dies with the server (PDEATHSIG); what it started would not.
+            _kill_group(self.current_pid, leader=False)
         if self.proc.poll() is None:
+            try:
+                tree = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                tree = []
+            for proc in tree:
+                _kill_process(proc)
             self.proc.kill()
             self.proc.wait()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except (OSError, AttributeError):
+                pass
         self.proc = None
 
     def __enter__(self) -> Worker:
@@ -123,29 +176,43 @@ class Worker:
     # ------------------------------------------------------------------ jobs
     def run(self, request: dict, timeout_s: float | None = None, memory_cap_bytes: int | None = None,
             log_path: Path | None = None, on_tick=None) -> JobOutcome:
-        """Run one job in a fresh child. Blocks until the child ends or is ended."""
+        """Run one job in a fresh child. Blocks until the child ends or is ended; with
+        `timeout_s`, never much longer than that, whatever state the server is in."""
         self.start()
-        fd, result_path = tempfile.mkstemp(prefix="batchbench-", suffix=".json")
-        os.close(fd)
-        os.unlink(result_path)
-        if log_path is None:
-            fd, log_name = tempfile.mkstemp(prefix="batchbench-", suffix=".log")
-            os.close(fd)
-            log_path = Path(log_name)
-        request = {**request, "result_path": result_path, "log_path": str(log_path)}
+        scratch = tempfile.mkdtemp(prefix="batchbench-job-")  # private (0700): the child's result file
+        try:
+            return self._run(request, scratch, timeout_s, memory_cap_bytes, log_path, on_tick)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _run(self, request: dict, scratch: str, timeout_s: float | None, memory_cap_bytes: int | None,
+             log_path: Path | None, on_tick) -> JobOutcome:
+        result_path = os.path.join(scratch, "result.json")
+        log = str(log_path) if log_path else os.path.join(scratch, "job.log")
+        request = {**request, "result_path": result_path, "log_path": log}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
-            self.close()
+            self._kill_server()
             raise WorkerError("the worker process died before the job started") from None
         started = time.monotonic()
-        event = self._read_event(60.0)
-        if not event or event.get("event") != "started":
-            self.close()
-            raise WorkerError("the worker process did not start the job")
-        pid = self.current_pid = event["pid"]
+        deadline = started + timeout_s if timeout_s else None
         outcome = JobOutcome(result=None, returncode=None)
+        wait = START_TIMEOUT_S if deadline is None else min(START_TIMEOUT_S, timeout_s)
+        event = self._read_event(wait)
+        if not event or event.get("event") != "started":
+            self._kill_server()
+            if event is None and deadline is not None and time.monotonic() >= deadline:
+                outcome.timed_out = True
+                outcome.elapsed_s = time.monotonic() - started
+                return outcome
+            reason = (event or {}).get("error") or "the worker process did not start the job"
+            raise WorkerError(reason)
+        pid = self.current_pid = event["pid"]
+        self._ended_at = None
+        gone_at = None  # when the child was first seen gone
+        checked_at = started
         peak_rss = 0
         try:
             child = psutil.Process(pid)
@@ -157,41 +224,52 @@ class Worker:
                 outcome.returncode = event["returncode"]
                 break
             if event is None and self.proc.poll() is not None:
-                outcome.returncode = None  # the server itself died
-                break
-            elapsed = time.monotonic() - started
+                break  # the server itself died
+            now = time.monotonic()
+            rss = 0
             if child is not None:
                 try:
                     rss = child.memory_info().rss
                     peak_rss = max(peak_rss, rss)
                 except psutil.Error:
-                    rss = 0
-                if memory_cap_bytes and rss > memory_cap_bytes and not outcome.memory_killed:
-                    outcome.memory_killed = True
-                    _kill(pid)
-            if timeout_s and elapsed > timeout_s and not outcome.timed_out:
+                    pass
+            if memory_cap_bytes and rss > memory_cap_bytes and not outcome.memory_killed:
+                outcome.memory_killed = True
+                self._end_child()
+            if deadline is not None and now > deadline and not outcome.timed_out:
                 outcome.timed_out = True
-                _kill(pid)
+                self._end_child()
             if on_tick:
                 on_tick()
-        self.current_pid = None
+            if gone_at is None and now - checked_at > 1.0:
+                checked_at = now
+                gone_at = None if _alive(child) else now
+            # The server reports a child's end at once; one that does not (stopped, wedged) is lost.
+            since = min((t for t in (self._ended_at, gone_at) if t is not None), default=None)
+            if since is not None and now - since > EXIT_GRACE_S:
+                break
         outcome.elapsed_s = time.monotonic() - started
         outcome.peak_rss_mib = peak_rss / 2**20 if peak_rss else None
+        if outcome.returncode is None:
+            self._kill_server()
+        self.current_pid = None
         if os.path.exists(result_path):
             try:
                 with open(result_path) as fh:
                     outcome.result = json.load(fh)
             except (OSError, json.JSONDecodeError):
                 outcome.result = None
-            os.unlink(result_path)
-        if outcome.returncode is None:
-            self.close()
         return outcome
 
     def interrupt(self) -> None:
         """End the running child at once (Ctrl-C)."""
         if self.current_pid:
-            _kill(self.current_pid)
+            self._end_child()
+
+    def _end_child(self) -> None:
+        if self.current_pid:
+            _kill_group(self.current_pid)
+            self._ended_at = self._ended_at or time.monotonic()
 
     def _read_event(self, timeout: float) -> dict | None:
         deadline = time.monotonic() + timeout
@@ -210,8 +288,41 @@ class Worker:
         return json.loads(line)
 
 
-def _kill(pid: int) -> None:
+def _open_log(path: Path):
+    from batchbench.runfiles import open_append
+
     try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
+        return open_append(path, binary=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _alive(proc: psutil.Process | None) -> bool:
+    try:
+        return proc is not None and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _kill_group(pid: int, leader: bool = True) -> None:
+    """SIGKILL a trial child and its process group: whatever the trial's code started. A pid that
+    still names a group cannot have been reused; the bare pid is tried only while the job runs."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+        return
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return
+    if leader:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _kill_process(proc: psutil.Process) -> None:
+    try:
+        proc.kill()
+    except psutil.Error:
         pass

@@ -16,6 +16,7 @@ import pytest
 from batchbench.errors import OutputError
 from batchbench.results import read_rows
 from tests.conftest import ROOT, run_cli, tiny_config
+from tests.test_isolation import assert_helpers_gone, wait_for, write_spawners
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +105,31 @@ def test_a_second_interrupt_stops_at_once(tmp_path, slow_config):
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=30) == 130
     read_rows(run_dir / "results.csv")  # still valid
+
+
+def test_a_stopped_worker_server_is_a_timeout_and_the_next_trial_gets_a_fresh_one(tmp_path):
+    config = write_spawners(tmp_path, "hang_at", {"batch_sizes": [16, 32], "modes": ["fit"], "trial_timeout_s": 10})
+    run_dir = tmp_path / "run"
+    proc = start_sweep(config, run_dir)
+    server = None
+    try:
+        wait_for(tmp_path / "in-flight")  # the trial at 16 is running (and will hang)
+        server = next(p for p in psutil.Process(proc.pid).children() if "batchbench.worker.server" in p.cmdline())
+        server.send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        _, stderr = proc.communicate(timeout=150)
+    finally:
+        if server is not None and server.is_running():
+            server.send_signal(signal.SIGCONT)
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    rows = {r["batch_size"]: r for r in read_rows(run_dir / "results.csv")}
+    assert rows[16]["status"] == "timeout" and "trial_timeout_s=10" in rows[16]["error"]
+    assert rows[16]["wall_s"] < 10 + 10  # the timeout, the grace for the server to answer, no more
+    assert rows[32]["status"] == "ok"  # in a fresh server
+    assert not server.is_running() and time.monotonic() - stopped_at < 150
+    assert "Traceback" not in stderr + (run_dir / "worker.log").read_text()
+    assert_helpers_gone(tmp_path)
 
 
 def test_controller_killed_leaves_no_partial_line_and_resume_works(tmp_path, slow_config):

@@ -8,6 +8,12 @@ gives each trial a clean process for the price of a fork.
 Protocol: JSON lines. Requests arrive on stdin; events leave on the file descriptor that
 was stdout when the server started (fd 1 itself is pointed at the log, because native
 libraries print there).
+
+What a trial starts ends with it: each child leads its own process group, the server is the
+subreaper of whatever the child's code leaves behind, and both are killed before the server
+reports the job's end (a factory that starts a helper process would otherwise leave one per
+trial). The server imports nothing of the user's: the config's folder goes last on sys.path,
+in the child, so a json.py beside a config shadows nothing.
 """
 
 from __future__ import annotations
@@ -18,16 +24,26 @@ import signal
 import sys
 import time
 
+USER_PATH_VAR = "BATCHBENCH_USER_PATH"  # the config's folder (runner.worker_env sets it)
+LEFTOVER_S = 1.0  # how long the server keeps killing and reaping what a trial left behind
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the parent dies, so no orphan outlives a killed controller."""
+
+def _prctl(option: int, value: int) -> None:
     if sys.platform.startswith("linux"):
         try:
             import ctypes
 
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value)
         except (OSError, AttributeError):
             pass
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the parent dies, so no orphan outlives a killed controller."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -84,29 +100,58 @@ def populate(runs: list[tuple[int, int]]) -> None:
         libc.madvise(address, length, MADV_POPULATE_READ)  # best effort: old kernels say EINVAL
 
 
+def add_user_path(*extra: str | None) -> None:
+    """Make the config's folder importable (factory, callable) at the END of sys.path: after the
+    standard library, site-packages and batchbench, so none of its files can stand in for them."""
+    for entry in (*os.environ.get(USER_PATH_VAR, "").split(os.pathsep), *extra):
+        if entry and entry not in sys.path:
+            sys.path.append(entry)
+
+
+def _open_log(path: str) -> int:
+    """The trial's log, appended to; never through a symlink planted in the run folder."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW | _CLOEXEC, 0o666)
+
+
+def _write_result(path: str, result: dict) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(result, fh, default=str)
+    os.replace(tmp, path)
+
+
 def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) -> None:
     code = 0
     try:
+        try:
+            os.setpgid(0, 0)  # its own group: whatever the trial's code starts can be ended with it
+        except OSError:
+            pass
         _die_with_parent()
         populate(resident_runs or [])
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        log_fd = os.open(request["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            log_fd = _open_log(request["log_path"])
+        except OSError as exc:
+            _write_result(request["result_path"], {
+                "status": "error", "error": f"cannot write the trial log {request['log_path']}: "
+                                            f"{'it is a symbolic link' if exc.errno == 40 else exc.strerror}"})
+            return
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
+        os.close(log_fd)
         sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
         sys.stderr = os.fdopen(2, "w", buffering=1, closefd=False)
+        add_user_path((request.get("config") or {}).get("_base_dir"))
         from batchbench.worker.job import run_job
 
-        result = run_job(request)
-        tmp = request["result_path"] + ".tmp"
-        with open(tmp, "w") as fh:
-            json.dump(result, fh, default=str)
-        os.replace(tmp, request["result_path"])
+        _write_result(request["result_path"], run_job(request))
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         import traceback
 
-        traceback.print_exc()
+        traceback.print_exc()  # into the trial's log
         code = 70
     finally:
         try:
@@ -114,6 +159,47 @@ def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) ->
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _descendants(keep: set[int]) -> list:
+    import psutil
+
+    try:
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in keep]
+    except psutil.Error:
+        return []
+
+
+def _reap() -> None:
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def end_leftovers(pgid: int | None, keep: set[int]) -> None:
+    """Kill what a trial left running: its process group, and any process that left the group
+    (a new session) and, orphaned, was handed to this server (the subreaper)."""
+    import psutil
+
+    if pgid:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + LEFTOVER_S
+    while True:
+        _reap()
+        left = _descendants(keep)
+        if not left or time.monotonic() > deadline:
+            return
+        for proc in left:
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+        time.sleep(0.01)
 
 
 def main() -> None:
@@ -135,21 +221,35 @@ def main() -> None:
         preload.import_frameworks()
     except Exception as exc:  # noqa: BLE001 - reported to the controller, which decides
         preload_error = f"{type(exc).__name__}: {exc}"
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    keep = {p.pid for p in _descendants(set())}  # anything the frameworks started is theirs
     send(event="ready", pid=os.getpid(), import_s=time.perf_counter() - started, error=preload_error)
 
     resident_runs = None
-    for line in sys.stdin:
-        request = json.loads(line)
-        if request.get("op") == "exit":
-            break
-        if resident_runs is None:
-            resident_runs = resident_file_pages()
-        pid = os.fork()
-        if pid == 0:
-            _child(request, resident_runs)
-        send(event="started", pid=pid)
-        _, status = os.waitpid(pid, 0)
-        send(event="exited", pid=pid, returncode=os.waitstatus_to_exitcode(status))
+    try:
+        for line in sys.stdin:
+            request = json.loads(line)
+            if request.get("op") == "exit":
+                break
+            if resident_runs is None:
+                resident_runs = resident_file_pages()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                send(event="failed", error=f"cannot start the job: {exc.strerror or exc}")
+                continue
+            if pid == 0:
+                _child(request, resident_runs)
+            try:
+                os.setpgid(pid, pid)  # here too, so the group exists before the controller hears of it
+            except OSError:
+                pass
+            send(event="started", pid=pid)
+            _, status = os.waitpid(pid, 0)
+            end_leftovers(pid, keep)
+            send(event="exited", pid=pid, returncode=os.waitstatus_to_exitcode(status))
+    finally:
+        end_leftovers(None, keep)
 
 
 if __name__ == "__main__":
