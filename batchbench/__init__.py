@@ -1,9 +1,10 @@
 """batchbench: which batch size should I use on this hardware, and what does each one cost?"""
 
 __version__ = "0.1.0"
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION = 2
+DISTRIBUTION = "keras-batchbench"  # the name on PyPI (PyPI's "batchbench" is another project)
 
-__all__ = ["__version__", "RESULTS_SCHEMA_VERSION", "run_sweep"]
+__all__ = ["__version__", "DISTRIBUTION", "RESULTS_SCHEMA_VERSION", "run_sweep"]
 
 
 def run_sweep(config, **overrides):

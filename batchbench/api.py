@@ -13,24 +13,22 @@ def run_sweep(config: str | Path | dict, out: str | Path | None = None, resume: 
     Sweep keys can be overridden by keyword (``batch_sizes=[8, 16]``, ``modes=["predict"]``).
     The DataFrame's ``attrs`` hold ``run_dir`` and the ``summary`` (recommendations).
     """
-    import pandas as pd
-
-    from batchbench.config import apply_overrides, config_from_dict, load_config, static_checks
-    from batchbench.sweep import Sweep, SweepOptions
+    from batchbench.config import apply_overrides, config_from_dict, read_yaml, static_checks
+    from batchbench.results import results_frame
+    from batchbench.sweep import Sweep, SweepOptions, check_backends
 
     if isinstance(config, dict):
         raw = config
         cfg = config_from_dict(config, source=None, base_dir=base_dir)
     else:
-        import yaml
-
-        cfg = load_config(config)
-        raw = yaml.safe_load(Path(config).read_text())
+        raw = read_yaml(config)  # the CLI's loader: duplicate keys and YAML bombs are refused alike
+        cfg = config_from_dict(raw, source=str(config), base_dir=Path(config).parent)
     cfg = apply_overrides(cfg, **overrides)
     static_checks(cfg)
+    check_backends(cfg)
     outcome = Sweep(cfg, SweepOptions(out=Path(out) if out else None, resume=Path(resume) if resume else None,
                                       verbose=verbose), raw_config=raw).run()
-    frame = pd.DataFrame(outcome.rows)
+    frame = results_frame(outcome.rows)
     frame.attrs["run_dir"] = str(outcome.run_dir)
     frame.attrs["summary"] = outcome.summary
     return frame

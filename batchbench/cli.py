@@ -22,10 +22,6 @@ DEFAULT_PREDICT_CONFIG = {
 }
 
 
-def _comma(ctx, param, value):
-    return None if value is None else value
-
-
 def sweep_options(func):
     """Options shared by `sweep` and `predict-throughput` (DESIGN.md)."""
     options = [
@@ -55,6 +51,7 @@ def sweep_options(func):
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or tables."),
         click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every trial log."),
         click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
+        click.option("--dry-run", is_flag=True, help="Show the planned trials (and an estimate), run nothing."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -96,9 +93,13 @@ def _load(config_path: str | None, resume: Path | None, default: dict | None = N
         if not run_json.exists():
             raise ConfigError(f"{resume} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
         record = read_run_json(run_json)
+        resolved, source, base_dir = (record.get(k) for k in ("config_resolved", "config_file", "base_dir"))
+        if not isinstance(resolved, dict) or not isinstance(source, (str, type(None))) or \
+                not isinstance(base_dir, (str, type(None))):
+            raise ConfigError(f"{run_json} lacks the config it ran with (config_resolved, config_file, base_dir), "
+                              "so it cannot be resumed; start a new run", key="--resume")
         # The config as it ran (command-line overrides included), so the hash matches.
-        config = config_from_dict(record["config_resolved"], source=record.get("config_file"),
-                                  base_dir=record.get("base_dir", "."))
+        config = config_from_dict(resolved, source=source or str(run_json), base_dir=base_dir or ".")
         return config, record.get("config")
     if default is not None:
         return config_from_dict(default, source="(built-in default)"), default
@@ -113,8 +114,15 @@ def run_sweep_command(config, raw, kw: dict) -> None:
     config = apply_overrides(config, **_overrides(kw))
     if kw.get("no_plots"):
         config.output.plots = False
-    static_checks(config)
+    # With --out (or --resume) the results go there: output.dir is not where anything is written.
+    static_checks(config, check_output_dir=not (kw.get("out") or kw.get("resume")))
     check_backends(config)
+    if kw.get("dry_run"):
+        from batchbench.dryrun import plan_preview, render_preview
+
+        preview = plan_preview(config, kw.get("resume"))
+        click.echo(dumps(preview) if kw.get("as_json") else render_preview(preview))
+        sys.exit(0)
     from batchbench.sweep import parse_distributed
 
     distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
@@ -128,7 +136,9 @@ def run_sweep_command(config, raw, kw: dict) -> None:
     as_json, quiet = kw.get("as_json"), kw.get("quiet")
     err_console = make_console(stderr=True)
     out_console = err_console if as_json else make_console()
-    progress = None if quiet else TerminalProgress(err_console)
+    from batchbench.progress import LineProgress
+
+    progress = None if quiet else LineProgress(err_console)
     options = SweepOptions(out=kw.get("out"), resume=kw.get("resume"), verbose=kw.get("verbose", False),
                            progress=progress, distributed=distributed,
                            peer_failed=launcher.peer_failed if launcher else None)
@@ -149,9 +159,12 @@ def run_sweep_command(config, raw, kw: dict) -> None:
 
         if len(group_rows(outcome.rows, config.varying_axes())) <= 3:  # beyond that, the plots say it better
             render_throughput_bars(out_console, outcome.rows, config.varying_axes())
-        for warning in outcome.warnings:
-            err_console.print(f"[yellow]warning:[/yellow] {warning}")
-        err_console.print(f"results: {outcome.run_dir}")
+    from batchbench.progress import plain
+
+    for warning in outcome.summary.get("warnings") or outcome.warnings:  # also under --quiet
+        err_console.print(f"[yellow]warning:[/yellow] {plain(warning)}", soft_wrap=True)
+    if not quiet:
+        err_console.print(f"results: {plain(outcome.run_dir)}", soft_wrap=True)
     if as_json:
         click.echo(dumps(outcome.summary))
     sys.exit(outcome.exit_code)
@@ -167,44 +180,6 @@ def _write_reports(outcome, config) -> None:
         write_run_report(outcome.run_dir, plots=config.output.plots)
     except Exception as exc:  # noqa: BLE001 - the measurements are safe on disk already
         click.echo(f"warning: could not write the report: {exc}", err=True)
-
-
-class TerminalProgress:
-    """Trial n of N, mode, batch size, elapsed and ETA, on stderr."""
-
-    def __init__(self, console):
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                 console=console, transient=False)
-        self.task = None
-
-    def __call__(self, event: dict) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self.progress.start()
-            self.task = self.progress.add_task("starting", total=event["total"])
-        elif kind == "total" and self.task is not None:
-            self.progress.update(self.task, total=event["total"])
-        elif kind == "trial" and self.task is not None:
-            t = event["trial"]
-            what = t.mode + (f"/{t.method}" if t.method else "")
-            phase = f" ({t.phase})" if t.phase != "ladder" else ""
-            self.progress.update(self.task, description=f"trial {event['index']}/{event['total']} {what} "
-                                                         f"batch {t.batch_size}{phase}")
-        elif kind == "done" and self.task is not None:
-            self.progress.advance(self.task)
-
-    def stop(self) -> None:
-        self.progress.stop()
 
 
 def _handle_errors(func):
@@ -230,6 +205,14 @@ def main() -> None:
     """
     if not os.environ.get("BATCHBENCH_VERBOSE"):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal or log that cannot show a character (PYTHONIOENCODING=ascii) gets a '?',
+        # never a UnicodeEncodeError traceback.
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):
+                pass
 
 
 @main.command()

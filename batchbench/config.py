@@ -578,6 +578,12 @@ class Config(_Strict):
             if spec is not None and spec.get("path") is not None:
                 settings[section]["digest"] = file_digest(spec["path"])
                 spec["path"] = Path(os.path.relpath(spec["path"], self.base_dir)).as_posix()
+        # The user's own code is measured too: an edited factory or loader is a changed setting.
+        for section, ref in (("model", self.model.factory),
+                             ("data", self.data.callable and self.data.callable.function)):
+            spec = _find_module(ref.partition(":")[0], self.base_dir) if ref else None
+            if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                settings[section]["code_digest"] = file_digest(spec.origin)
         return settings
 
     def measurement_hash(self) -> str:

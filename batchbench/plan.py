@@ -1,6 +1,8 @@
 """Config -> ordered trials. Within a group (same mode, method and axis values) batch sizes
-run smallest first; after an OOM at B the larger ones are skipped; with find_max a binary
-search then narrows the gap between the last size that fitted and the first that did not."""
+run smallest first; after an OOM at B the larger ones are skipped; with find_max a search
+then narrows the gap between the last size that fitted and the first that did not. When
+nothing fitted below the first OOM (the ladder started too high), the search first halves
+down until a size fits (down to batch 1), then bisects up."""
 
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ class GroupPlan:
     search_trials: int = 0
     max_batch_size: int | None = None
     confirmed: bool | None = None
+    nothing_fits: bool = False  # even batch 1 ran out of memory
     _queue: list = field(default_factory=list)
     _ladder_left: list[int] = field(default_factory=list)
     _lo: int = 0
@@ -117,6 +120,14 @@ class GroupPlan:
             self._lo = max([s for s in self.ok_sizes if s < self.oom_at], default=0)
             self._hi = self.oom_at
         if self._stage == "search":
+            if not self._lo:
+                # Nothing fitted yet: halve from the smallest OOM until a size fits, then bisect.
+                if self._hi > 1:
+                    self.search_trials += 1
+                    return Trial(self.group, self._hi // 2, "search")
+                self.nothing_fits = True
+                self._stage = "done"
+                return None
             mid = self._midpoint()
             if mid is not None:
                 self.search_trials += 1
@@ -130,7 +141,7 @@ class GroupPlan:
         return None
 
     def _midpoint(self) -> int | None:
-        g = self.granularity
+        g = min(self.granularity, self._lo)  # below the granularity itself, bisect to 1
         if self._hi - self._lo <= g:
             return None
         mid = (self._lo + self._hi) // 2

@@ -22,18 +22,25 @@ def _ok(rows: list[dict]) -> list[dict]:
     return [r for r in rows if r.get("status") == "ok" and _num(r.get("throughput_sps"))]
 
 
+def _timed(rows: list[dict]) -> list[dict]:
+    """Rows that answer "how fast": the ladder. find-max's search and confirm trials answer
+    "does it fit" (short, one-off, often on a machine still busy with the previous one)."""
+    return [r for r in _ok(rows) if r.get("phase") in (None, "", "ladder")]
+
+
 def _num(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: float = 99) -> dict[str, Any]:
-    ok = _ok(rows)
+    ok = _timed(rows)
     out: dict[str, Any] = {}
+    if _ok(rows):
+        out["largest_ok"] = max(r["batch_size"] for r in _ok(rows))
     if not ok:
         return out
     best = max(ok, key=lambda r: r["throughput_sps"])
     out["best_throughput"] = best["batch_size"]
-    out["largest_ok"] = max(r["batch_size"] for r in ok)
     near = [r for r in ok if r["throughput_sps"] >= NEAR_BEST * best["throughput_sps"]]
     out["smallest_near_best"] = min(r["batch_size"] for r in near)
     if rows and rows[0].get("mode") == "predict":
@@ -79,8 +86,8 @@ def predict_vs_serve(rows: list[dict], varying: list[str]) -> dict[str, float]:
     (first axis combination only: the point is the size of the gap)."""
     by_method: dict[str, dict[int, float]] = {"predict": {}, "serve": {}}
     first_axes = None
-    for row in _ok(rows):
-        if row.get("mode") != "predict" or row.get("method") not in by_method or row.get("phase") == "confirm":
+    for row in _timed(rows):
+        if row.get("mode") != "predict" or row.get("method") not in by_method:
             continue
         axes = tuple(row.get(a) for a in varying)
         first_axes = axes if first_axes is None else first_axes
@@ -97,7 +104,7 @@ def _overall(groups: dict[str, list[dict]]) -> dict[str, Any] | None:
     keys = fit_keys or list(groups)
     best = None
     for key in keys:
-        for row in _ok(groups[key]):
+        for row in _timed(groups[key]):
             if best is None or row["throughput_sps"] > best[1]["throughput_sps"]:
                 best = (key, row)
     if best is None:

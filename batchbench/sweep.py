@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from batchbench import RESULTS_SCHEMA_VERSION, __version__
+from batchbench import DISTRIBUTION, RESULTS_SCHEMA_VERSION, __version__
 from batchbench.config import Config
 from batchbench.envinfo import available_memory_bytes, busy_warning, git_info, host_environment
 from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, OutputError
@@ -23,11 +23,13 @@ from batchbench.results import (
     RESULTS_CSV,
     RUN_JSON,
     ResultsWriter,
-    read_rows,
+    load_trial_records,
     read_run_json,
-    repair_partial_line,
+    save_trial_record,
     write_json_atomic,
 )
+from batchbench.rundir import RunLock, invocation, make_run_dir
+from batchbench.runfiles import write_atomic
 from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
 from batchbench.stats import Stats
 
@@ -125,12 +127,13 @@ def check_backends(config: Config) -> None:
         if importlib.util.find_spec(backend) is None:
             key = f"sweep.backend[{i}]" if len(config.sweep.backend) > 1 else "sweep.backend"
             raise ConfigError(f"the {backend} backend is not installed; install it with "
-                              f"pip install 'batchbench[{EXTRAS.get(backend, backend)}]'",
+                              f"pip install '{DISTRIBUTION}[{EXTRAS.get(backend, backend)}]'",
                               file=config.source_file or "config", key=key)
 
 
-def slow_combinations(config: Config, device: str) -> list[str]:
-    """Combinations known to be slow on the detected device: warn, and let the numbers speak."""
+def slow_combinations(config: Config, device: str, convolutional: bool | None = None) -> list[str]:
+    """Combinations known to be slow on the detected device: warn, and let the numbers speak.
+    ``convolutional``: whether the model has convolutions (None: not known)."""
     notes = []
     if device == "cpu":
         sweep = config.sweep
@@ -138,7 +141,7 @@ def slow_combinations(config: Config, device: str) -> list[str]:
             if any(j is not True for j in sweep.jit_compile):
                 notes.append("float16 compute without XLA is emulated on CPUs and can be hundreds of times "
                              "slower than float32 (bfloat16 is the CPU's half precision)")
-        if True in sweep.jit_compile:
+        if True in sweep.jit_compile and convolutional is not False:
             notes.append("XLA (jit_compile: true) often makes convolutional models slower on CPUs")
     return notes
 
@@ -149,19 +152,6 @@ def utc_stamp() -> str:
 
 def default_run_dir(config: Config) -> Path:
     return Path(config.output.dir) / config.name / utc_stamp()
-
-
-def prepare_run_dir(path: Path) -> Path:
-    """Create the run directory and prove it is writable, before any trial runs."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "trials").mkdir(exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as exc:
-        raise OutputError(f"cannot write the run directory {path}: {exc.strerror or exc}") from None
-    return path
 
 
 class Sweep:
@@ -180,41 +170,79 @@ class Sweep:
         self.previous_noise: dict | None = None
         self.interrupted = 0
         self.current_worker: Worker | None = None
+        self.lock: RunLock | None = None
+        self.recovered: list[str] = []  # trials whose row came back from their record on resume
 
     # ------------------------------------------------------------------ set-up
     def _resolve_run_dir(self) -> tuple[Path, dict[str, dict]]:
+        """The run folder, created and locked before anything else; on resume, the rows (and
+        raw samples) already measured there, after checking that the settings are the same."""
         done: dict[str, dict] = {}
         if self.options.resume:
             run_dir = Path(self.options.resume)
             run_json = run_dir / RUN_JSON
             if not run_json.exists():
                 raise ConfigError(f"{run_dir} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
+            make_run_dir(run_dir)
+            self.lock = RunLock.acquire(run_dir, key="--resume")
             previous = read_run_json(run_json)
-            if previous.get("config_hash") != self.config.measurement_hash():
-                raise ConfigError(
-                    f"the config changed since {run_dir} started (hash {previous.get('config_hash')} there, "
-                    f"{self.config.measurement_hash()} now); resume with the same config and options, "
-                    "or start a new run", key="--resume")
-            if (run_dir / RESULTS_CSV).exists():
-                repair_partial_line(run_dir / RESULTS_CSV)
-                for row in read_rows(run_dir / RESULTS_CSV):
-                    done[row["trial_id"]] = row
+            self._check_same_settings(run_dir, previous)
             self.samples = previous.get("samples") or {}
+            self.writer = ResultsWriter(run_dir, fault_injector=self.options.write_fault)
+            done = {}
+            for number, row in enumerate(self.writer.rows(), start=2):
+                if not row.get("trial_id"):
+                    raise ConfigError(f"{run_dir / RESULTS_CSV}: line {number} has no trial_id, so resume cannot "
+                                      "tell which trial it is; nothing was changed", key="--resume")
+                done[row["trial_id"]] = row
+            for trial_id, record in load_trial_records(run_dir).items():
+                if record.get("samples"):
+                    self.samples.setdefault(trial_id, record["samples"])
+                if trial_id not in done:  # saved, but the CSV row was lost (crash, full disk)
+                    self.writer.append(record["row"])
+                    done[trial_id] = record["row"]
+                    self.recovered.append(trial_id)
             self.previous_noise = previous.get("noise_scale")
             self.started_at = previous.get("started_at") or self._now()
             self.run_id = previous.get("run_id") or run_dir.name
-        else:
-            run_dir = Path(self.options.out) if self.options.out else default_run_dir(self.config)
-            dist = self.options.distributed
-            if dist and dist.process_id > 0:
-                # Process 0 alone writes results.csv; the others keep their own rows apart.
-                run_dir = run_dir / "peers" / f"process-{dist.process_id}"
-            if (run_dir / RESULTS_CSV).exists():
-                raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
-                                  "or choose another --out", key="--out")
-            self.run_id = run_dir.name if self.options.out is None else f"{self.config.name}-{utc_stamp()}"
-            self.started_at = self._now()
-        return prepare_run_dir(run_dir), done
+            imports = [ref for ref in (self.config.model.factory,
+                                       self.config.data.callable and self.config.data.callable.function) if ref]
+            if imports:
+                self._emit(event="note", text=f"resuming {run_dir} imports {', '.join(imports)} "
+                                              f"(modules looked up beside {self.config.base_dir})")
+            return run_dir, done
+        run_dir = Path(self.options.out) if self.options.out else default_run_dir(self.config)
+        dist = self.options.distributed
+        if dist and dist.process_id > 0:
+            # Process 0 alone writes results.csv; the others keep their own rows apart.
+            run_dir = run_dir / "peers" / f"process-{dist.process_id}"
+        make_run_dir(run_dir)
+        self.lock = RunLock.acquire(run_dir, key="--out")
+        if (run_dir / RESULTS_CSV).exists():
+            self.lock.release()
+            raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
+                              "or choose another --out", key="--out")
+        self.run_id = run_dir.name if self.options.out is None else f"{self.config.name}-{utc_stamp()}"
+        self.started_at = self._now()
+        self.writer = ResultsWriter(run_dir, fault_injector=self.options.write_fault)
+        return run_dir, done
+
+    def _check_same_settings(self, run_dir: Path, previous: dict) -> None:
+        if previous.get("schema_version") != RESULTS_SCHEMA_VERSION:
+            raise ConfigError(f"{run_dir} was written by another batchbench version (results schema "
+                              f"{previous.get('schema_version')}, this one writes {RESULTS_SCHEMA_VERSION}), so its "
+                              "settings cannot be checked against this one; start a new run (compare and report "
+                              "still read it)", key="--resume")
+        now = self.config.measurement_hash()
+        if previous.get("config_hash") == now:
+            return
+        from batchbench.config import diff_settings
+
+        changed = diff_settings(previous.get("measured_settings") or {}, self.config.measured_settings())
+        what = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "") \
+            if changed else f"hash {previous.get('config_hash')} there, {now} now"
+        raise ConfigError(f"the measured settings changed since {run_dir} started ({what}); resume with the same "
+                          "config, data and options, or start a new run", key="--resume")
 
     @staticmethod
     def _now() -> str:
@@ -259,7 +287,13 @@ class Sweep:
             raise self._interrupted()
         result = outcome.result or {}
         if result.get("status") == "config_error":
-            raise ConfigError(result["message"], file=label, key=result.get("key"))
+            message = result["message"]
+            if result.get("traceback"):
+                # The user's own frames: kept in the log, shown with --verbose.
+                write_atomic(log, str(result["traceback"]))
+                message += (f"\n{result['traceback']}".rstrip() if self.options.verbose
+                            else f" (traceback in {log})")
+            raise ConfigError(message, file=label, key=result.get("key"))
         dist = self.options.distributed
         if result.get("status") != "ok" and dist and log.exists() and any(
                 marker in log.read_text(errors="replace") for marker in ("DEADLINE_EXCEEDED", "CoordinationService")):
@@ -275,18 +309,26 @@ class Sweep:
 
     # ------------------------------------------------------------------ run
     def run(self) -> SweepOutcome:
-        self.run_dir, done = self._resolve_run_dir()
+        try:
+            self.run_dir, done = self._resolve_run_dir()
+        except BaseException:
+            if self.lock:
+                self.lock.release()
+            raise
         self.env = host_environment()
         warning = busy_warning(self.env)
         if warning:
             self.warnings.append(warning)
-        self.writer = ResultsWriter(self.run_dir, fault_injector=self.options.write_fault)
         self.rows = list(done.values())
         handlers = self._install_signals()
         try:
             check_backends(self.config)
+            self._emit(event="preflight", run_dir=str(self.run_dir), resumed=len(done))
             self.preflight = self._preflight()
-            self.warnings += slow_combinations(self.config, self.preflight.get("device") or "cpu")
+            convolutional = self.preflight.get("has_conv")
+            if convolutional is None and self.config.model.builtin:
+                convolutional = self.config.model.builtin == "cnn"
+            self.warnings += slow_combinations(self.config, self.preflight.get("device") or "cpu", convolutional)
             self.env["framework"] = self.preflight.pop("framework", {})
             self.status = "running"
             self._write_run_json()
@@ -303,8 +345,10 @@ class Sweep:
             if hasattr(self, "preflight"):
                 try:
                     self._write_run_json()
-                except OSError:
+                except (OSError, OutputError):
                     pass
+            if self.lock:
+                self.lock.release()
         return SweepOutcome(self.run_dir, self.rows, self.summary(), self.record, self.warnings)
 
     def _run_groups(self, done: dict[str, dict]) -> None:
@@ -339,6 +383,8 @@ class Sweep:
                 if self.interrupted:
                     raise self._interrupted()
                 plan.record(trial, row["status"])
+                row["finished_at"] = self._now()
+                save_trial_record(self.run_dir, row, self.samples.get(trial.trial_id))
                 self.writer.append(row)
                 self.rows.append(row)
                 self._write_run_json()
@@ -389,14 +435,27 @@ class Sweep:
         out: dict[str, Any] = {"max_batch_size": plan.max_batch_size, "search_trials": plan.search_trials}
         if plan.oom_at is None:
             out["fits_up_to_at_least"] = max(plan.ok_sizes, default=None)
+        if plan.nothing_fits:
+            out["max_batch_size_reason"] = f"even batch 1 ran out of memory (first OOM at {plan.oom_at})"
         budget, column = self.memory_budget_mib()
-        usable = budget * (1 - self.config.sweep.margin)
-        fitting = [r for r in self.rows if r.get("trial_id", "").startswith(plan.group.mode) and
-                   _group_of(r, plan) and r["status"] == "ok" and r.get(column) is not None and r[column] <= usable]
+        margin = self.config.sweep.margin
+        usable = budget * (1 - margin)
+        measured = [r for r in self.rows if r.get("trial_id", "").startswith(plan.group.mode) and
+                    _group_of(r, plan) and r["status"] == "ok" and r.get(column) is not None]
         if plan.max_batch_size is not None:  # never above the confirmed maximum
-            fitting = [r for r in fitting if r["batch_size"] <= plan.max_batch_size]
+            measured = [r for r in measured if r["batch_size"] <= plan.max_batch_size]
+        fitting = [r for r in measured if r[column] <= usable]
         out["safe_batch_size"] = max((r["batch_size"] for r in fitting), default=None)
         out["memory_budget_mib"] = budget
+        if out["safe_batch_size"] is None:
+            if not measured:
+                out["safe_batch_size_reason"] = "no batch size ran to the end with its memory measured"
+            else:
+                least = min(measured, key=lambda r: r[column])
+                out["safe_batch_size_reason"] = (
+                    f"no batch size that ran leaves {margin:.0%} of the {budget:.0f} MiB budget free "
+                    f"({usable:.0f} MiB usable; the smallest peak was {least[column]:.0f} MiB at batch "
+                    f"{least['batch_size']}): lower --margin or raise the memory limit")
         if plan.mode_is_fit and plan.oom_at is not None and plan.max_batch_size:
             wanted = plan.oom_at
             steps = -(-wanted // plan.max_batch_size)
@@ -617,6 +676,7 @@ class Sweep:
             "config": self.raw_config,
             "config_resolved": self.config.resolved(),
             "config_hash": self.config.measurement_hash(),
+            "measured_settings": self.config.measured_settings(),
             "git": git_info(self.config.base_dir) or git_info("."),
             "environment": self.env,
             "model_info": getattr(self, "preflight", None),
@@ -660,7 +720,7 @@ class Sweep:
     def _interrupted(self) -> InterruptedSweep:
         return InterruptedSweep(
             f"interrupted: {len(self.rows)} finished trial(s) kept in {self.run_dir}\n"
-            f"resume with: batchbench sweep --resume {self.run_dir}")
+            f"resume with: {invocation()} sweep --resume {self.run_dir}")
 
 
 def _group_of(row: dict, plan: GroupPlan) -> bool:

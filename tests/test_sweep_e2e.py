@@ -180,7 +180,7 @@ def test_resume_refuses_a_changed_config(tmp_path, write_config):
     changed = write_config(tiny_config(sweep={"batch_sizes": [16], "modes": ["predict"], "methods": ["serve"],
                                               "repeats": 5}), name="changed.yaml")
     result = run_cli("sweep", changed, "--resume", run_dir, "-q")
-    assert result.returncode == 2 and "config changed" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "measured settings changed" in result.stderr and "sweep.repeats" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_python_api_returns_a_dataframe(tmp_path):

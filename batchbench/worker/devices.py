@@ -7,6 +7,7 @@ import platform
 import sys
 from typing import Any
 
+from batchbench import DISTRIBUTION
 from batchbench.errors import ConfigError
 
 
@@ -34,7 +35,7 @@ def configure(device: dict, device_memory_limit: int | None, backend: str = "ten
             raise ConfigError(f"asks for {use} but TensorFlow sees {len(gpus)} GPU(s)", key="device")
         chosen = [gpus[i] for i in indices]
     if use == "gpu" and not gpus:
-        raise ConfigError("asks for a GPU but TensorFlow sees none (install batchbench[gpu] "
+        raise ConfigError(f"asks for a GPU but TensorFlow sees none (install {DISTRIBUTION}[gpu] "
                           "and check the driver with `batchbench env`)", key="device")
     if gpus:
         tf.config.set_visible_devices(chosen, "GPU")
