@@ -5,18 +5,18 @@ the trials so far."""
 from __future__ import annotations
 
 import math
-import re
 import time
 from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+from rich.markup import escape
+
+from batchbench.report.text import clean
 
 
 def plain(text: Any) -> str:
-    """Text from a config or a result, safe to print: no control characters, no rich markup."""
-    from rich.markup import escape
-
-    return escape(_CONTROL.sub("?", str(text)))
+    """Text from a config or a result, for a markup string: control characters shown as
+    escapes (report.text.clean), rich markup printed literally."""
+    return escape(clean(text))
 
 
 def clock(seconds: float) -> str:

@@ -598,7 +598,7 @@ class Sweep:
             "status": status, "error": error, "trial_id": trial.trial_id, "phase": trial.phase,
             "params": self.preflight.get("params"), "device": self.preflight.get("device"),
             "precision": axes["precision"], "jit_compile": axes["jit_compile"], "backend": axes["backend"],
-            "strategy": axes["strategy"],
+            "strategy": axes["strategy"], "loss": self.preflight.get("loss") if trial.mode == "fit" else None,
             "bn_small_batch": bool(trial.mode == "fit" and self.preflight.get("has_batch_norm") and
                                    trial.batch_size < BN_SMALL_BATCH),
         }

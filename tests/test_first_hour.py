@@ -280,3 +280,17 @@ def test_progress_lines_escape_markup_and_carry_an_eta():
 def test_shipped_callable_config_is_valid():
     code, out, err = cli("validate", ROOT / "configs" / "callable-data.yaml")
     assert code == 0, err
+
+
+@pytest.mark.slow
+def test_a_factory_that_raises_names_the_users_line_and_keeps_the_traceback(tmp_path, write_config):
+    (tmp_path / "broken.py").write_text("def helper():\n    raise ValueError('oops')\n\n\ndef build():\n"
+                                        "    return helper()\n")
+    config = write_config(tiny_config(model={"factory": "broken:build"}))
+    result = run_cli("sweep", config, "--out", tmp_path / "run")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "oops" in result.stderr and "broken.py:2" in result.stderr
+    log = tmp_path / "run" / "trials" / "preflight.log"
+    assert "Traceback" in log.read_text() and "raise ValueError('oops')" in log.read_text()
+    verbose = run_cli("sweep", config, "--out", tmp_path / "run2", "-v")
+    assert verbose.returncode == 2 and "raise ValueError('oops')" in verbose.stderr

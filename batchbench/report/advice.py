@@ -96,7 +96,8 @@ def advice(rows: list[dict], rec: dict, slo_ms: Any = None, percentile: float = 
                                                           f"{lowest['batch_size']}." if lowest else "."))
     sentences.append(_action(_verb(rows), _choice(rec, predict), rec, measured, slo_ms, tail))
     best = rec["best_throughput"]
-    if best == max(r["batch_size"] for r in rows) and not any(r.get("status") == "oom" for r in rows):
+    if best == max(r["batch_size"] for r in rows) and len(measured) > 1 and \
+            not any(r.get("status") == "oom" for r in rows):
         sentences.append(f"Throughput was still rising at {best}, the largest size tried: sweep higher.")
     return sentences + _memory(rec, rows) + _training(rec)
 

@@ -203,7 +203,7 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
 
     from batchbench.worker import data as data_mod
     from batchbench.worker.data import leaves
-    from batchbench.worker.models import check_compile_names
+    from batchbench.worker.models import check_compile_names, has_convolution, loss_name
 
     x_head = _head(work.data.x, 2)
     try:
@@ -232,6 +232,8 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
         "status": "ok",
         "params": work.params,
         "has_batch_norm": work.has_bn,
+        "has_conv": has_convolution(work.model),
+        "loss": loss_name(work.model) if fit else None,
         "inference_only": work.inference_only,
         "samples": work.data.samples,
         "train_samples": work.train.samples,

@@ -293,6 +293,31 @@ def has_batch_norm(model) -> bool:
     return any(isinstance(layer, keras.layers.BatchNormalization) for layer in _layers(model))
 
 
+def has_convolution(model) -> bool:
+    """Whether any layer convolves (Conv1D/2D/3D, separable, depthwise, transposed)."""
+    return any("Conv" in type(layer).__name__ for layer in _layers(model))
+
+
+def loss_name(model) -> str | None:
+    """The loss a compiled model trains with, as a name ('sparse_categorical_crossentropy')."""
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        return loss
+    if isinstance(loss, dict):
+        return ", ".join(f"{k}: {loss_name_of(v)}" for k, v in loss.items())
+    if isinstance(loss, (list, tuple)):
+        return ", ".join(loss_name_of(v) for v in loss)
+    return loss_name_of(loss)
+
+
+def loss_name_of(loss) -> str:
+    if isinstance(loss, str):
+        return loss
+    return str(getattr(loss, "name", None) or getattr(loss, "__name__", None) or type(loss).__name__)
+
+
 def _layers(model):
     for layer in getattr(model, "layers", []) or []:
         yield layer
