@@ -18,31 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from batchbench import RESULTS_SCHEMA_VERSION
+from batchbench.columns import BOOL_COLUMNS, COLUMNS, INT_COLUMNS, TEXT_COLUMNS
 from batchbench.errors import BatchbenchError, OutputError
 from batchbench.runfiles import make_dir, open_append, open_read, refuse_symlink, write_atomic
 
-# The contract (DESIGN.md) first, then the columns later capabilities fill in.
-COLUMNS = [
-    "run_id", "name", "model", "mode", "method", "batch_size", "status", "error",
-    "throughput_sps", "throughput_sps_min", "throughput_sps_max",
-    "step_ms_median", "step_ms_p90", "step_ms_p95", "step_ms_p99", "step_ms_max",
-    "sample_ms", "first_step_s", "wall_s", "peak_host_mib", "peak_device_mib",
-    "repeats", "params", "stable",
-    "trial_id", "phase", "steps", "samples", "timed_s", "device", "oom_kind", "headroom_mib",
-    "max_abs_diff", "consistent",
-    "precision", "jit_compile", "backend", "strategy", "replicas", "per_replica_batch_size",
-    "processes", "devices_per_process", "per_process_batch_size",
-    "final_loss", "val_loss", "learning_rate", "updates", "epochs", "samples_seen", "train_time_s",
-    "target", "time_to_target_s", "epochs_to_target", "bn_small_batch",
-    "energy_j", "j_per_1k", "nvml_process_mib", "loss", "finished_at",
-]
-INT_COLUMNS = frozenset({
-    "batch_size", "repeats", "params", "steps", "samples", "replicas", "processes", "devices_per_process",
-    "per_process_batch_size", "per_replica_batch_size", "updates", "epochs", "epochs_to_target"})
-BOOL_COLUMNS = frozenset({"stable", "consistent", "bn_small_batch"})
-TEXT_COLUMNS = frozenset({
-    "run_id", "name", "model", "mode", "method", "status", "error", "trial_id", "phase", "device", "oom_kind",
-    "precision", "jit_compile", "backend", "strategy", "target", "loss", "finished_at"})
+__all__ = ["BOOL_COLUMNS", "COLUMNS", "INT_COLUMNS", "TEXT_COLUMNS", "RESULTS_CSV", "RUN_JSON", "ResultsFormatError",
+           "ResultsWriter", "load_results", "load_trial_records", "locate_run", "read_rows", "read_run_json",
+           "results_frame", "save_trial_record", "write_json_atomic"]
 
 # run.json versions this code reads. 1: raw samples only inside run.json; 2: also one
 # trials/<id>.result.json per finished trial, and the measured settings beside the hash.

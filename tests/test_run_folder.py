@@ -224,3 +224,12 @@ def test_records_are_plain_json(tmp_path):
     save_trial_record(tmp_path, row(8), {"throughput_sps": [1.0]})
     data = json.loads((tmp_path / "trials" / "fit-b8.result.json").read_text())
     assert data["row"]["trial_id"] == "fit-b8"
+
+
+# ---------------------------------------------------------------- the column spec
+def test_the_readme_column_table_is_the_spec():
+    from batchbench.columns import README_END, README_START, markdown_table
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text[text.index(README_START) + len(README_START):text.index(README_END)]
+    assert block.strip() == markdown_table().strip(), "run: python -m batchbench.columns --write"

@@ -224,3 +224,15 @@ def test_general_models_dict_inputs_open_shapes_text_labels(tmp_path, write_conf
         assert [r["status"] for r in rows] == ["ok"] * 4, (config.name, [r["error"] for r in rows])
     bn = read_rows(tmp_path / "run-d" / "results.csv")
     assert [r["bn_small_batch"] for r in bn if r["mode"] == "fit"] == [True, False]  # BatchNorm at batch 8
+
+
+def test_every_column_of_a_real_run_is_in_the_spec_and_the_readme(tiny_run):
+    from batchbench.columns import BY_NAME, PATTERNS
+
+    run_dir, _, _ = tiny_run
+    header = (run_dir / "results.csv").read_text().splitlines()[0].split(",")
+    readme = (ROOT / "README.md").read_text()
+    prefixes = tuple(p.split("<")[0] for p, _ in PATTERNS)
+    for column in header:
+        assert column in BY_NAME or column.startswith(prefixes), column
+        assert f"`{column}`" in readme or column.startswith(prefixes), column
