@@ -18,7 +18,7 @@ import yaml
 from batchbench.envinfo import git_info
 from batchbench.results import read_rows
 from batchbench.runner import USER_PATH_VAR, worker_env
-from tests.conftest import ROOT, tiny_config
+from tests.conftest import ROOT, run_cli, tiny_config
 
 SHADOWS = ("json", "random", "keras")  # a stdlib module, one the worker imports late, a framework
 
@@ -154,8 +154,9 @@ def test_git_metadata_runs_no_program_the_repository_names(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ending", ["finished", "interrupted"])
-def test_helper_processes_a_trial_starts_end_with_it(tmp_path, ending):
+@pytest.mark.parametrize("ending, returncode", [("finished", 0), (signal.SIGINT, 130), (signal.SIGKILL, -9)],
+                         ids=["finished", "interrupted", "controller-killed"])
+def test_helper_processes_a_trial_starts_end_with_it(tmp_path, ending, returncode):
     if ending == "finished":
         config = write_spawners(tmp_path, "spawn", {"batch_sizes": [16], "modes": ["predict"], "methods": ["serve"]})
     else:
@@ -163,13 +164,13 @@ def test_helper_processes_a_trial_starts_end_with_it(tmp_path, ending):
     proc = subprocess.Popen([sys.executable, "-m", "batchbench", "sweep", str(config), "--out", str(tmp_path / "run"),
                              "-q"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        if ending == "interrupted":
+        if ending != "finished":  # Ctrl-C, or the controller itself killed
             wait_for(tmp_path / "in-flight")
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(ending)
         _, stderr = proc.communicate(timeout=300)
     finally:
         proc.kill()
-    assert proc.returncode == (0 if ending == "finished" else 130), stderr
+    assert proc.returncode == returncode, stderr
     assert "Traceback" not in stderr
     assert_helpers_gone(tmp_path)
 
@@ -180,3 +181,25 @@ def wait_for(path: Path, timeout: float = 180) -> None:
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
 
+
+
+@pytest.mark.slow
+def test_links_planted_in_a_run_folder_are_never_written_through(tmp_path, write_config):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    config = write_config(tiny_config(sweep={"batch_sizes": [16, 32], "modes": ["predict"], "methods": ["serve"]}))
+    run = tmp_path / "run"
+    (run / "trials").mkdir(parents=True)
+    (run / "trials" / "predict-serve-b16.log").symlink_to(outside)
+    result = run_cli("sweep", config, "--out", run, "-q")
+    assert result.returncode == 0, result.stderr
+    rows = {r["batch_size"]: r for r in read_rows(run / "results.csv")}
+    assert rows[16]["status"] == "error" and "symbolic link" in rows[16]["error"]
+    assert rows[32]["status"] == "ok"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "worker.log").symlink_to(outside)
+    result = run_cli("sweep", config, "--out", other, "-q")
+    assert result.returncode == 2 and "symbolic link" in result.stderr and "Traceback" not in result.stderr
+    assert outside.read_text() == "keep\n"

@@ -203,7 +203,15 @@ def end_leftovers(pgid: int | None, keep: set[int]) -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    running: dict = {"pid": None, "keep": set()}
+
+    def on_parent_gone(signum, frame) -> None:
+        end_leftovers(running["pid"], running["keep"])
+        os._exit(1)
+
+    # A controller that dies (even by SIGKILL) sends SIGTERM here: what the trial started goes too.
+    signal.signal(signal.SIGTERM, on_parent_gone)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     events = os.fdopen(os.dup(1), "w", buffering=1)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -222,7 +230,7 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - reported to the controller, which decides
         preload_error = f"{type(exc).__name__}: {exc}"
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    keep = {p.pid for p in _descendants(set())}  # anything the frameworks started is theirs
+    keep = running["keep"] = {p.pid for p in _descendants(set())}  # what the frameworks started is theirs
     send(event="ready", pid=os.getpid(), import_s=time.perf_counter() - started, error=preload_error)
 
     resident_runs = None
@@ -240,6 +248,7 @@ def main() -> None:
                 continue
             if pid == 0:
                 _child(request, resident_runs)
+            running["pid"] = pid
             try:
                 os.setpgid(pid, pid)  # here too, so the group exists before the controller hears of it
             except OSError:
@@ -247,6 +256,7 @@ def main() -> None:
             send(event="started", pid=pid)
             _, status = os.waitpid(pid, 0)
             end_leftovers(pid, keep)
+            running["pid"] = None
             send(event="exited", pid=pid, returncode=os.waitstatus_to_exitcode(status))
     finally:
         end_leftovers(None, keep)
