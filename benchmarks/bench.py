@@ -1,6 +1,6 @@
 """`make bench`: batchbench's figures against hand-written Keras, side by side.
 
-    .venv/bin/python benchmarks/bench.py [--quick] [--out DIR] [--keep-runs]
+    .venv/bin/python benchmarks/bench.py [--quick] [--out DIR] [--keep-runs] [--compare-scale]
 
 Five sections, one table: (1) fidelity, batchbench's throughput over a hand-written
 script's, per model, mode and batch size; (2) overhead, a sweep's wall time over one
@@ -122,7 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"where the table goes (default {DEFAULT_OUT})")
     parser.add_argument("--keep-runs", action="store_true",
                         help="keep the sweeps and hand-written results under OUT/work (default: a temporary folder)")
+    parser.add_argument("--compare-scale", action="store_true",
+                        help="only compare at scale: two 100k-row runs, each format timed (no TensorFlow)")
     args = parser.parse_args(argv)
+    if args.compare_scale:
+        from benchmarks import compare_scale
+
+        return compare_scale.main(["--rows", "1000"] if args.quick else [])
 
     started = time.perf_counter()
     info = machine()

@@ -7,13 +7,18 @@ to test. The pieces, in the order they run:
   metrics.py       which figures are judged, which way is better, the thresholds
   environment.py   what differs between the two machines
   significance.py  Mann–Whitney U, its smallest attainable p-value, Holm's correction
-  verdicts.py      matched rows -> one verdict each, and the summary
-  formats.py       table (rich), markdown, json, csv: each a function of the same Comparison
+  verdicts.py      the records: Entry (one compared point), its verdict, Comparison and Summary
+  judge.py         matched rows -> one verdict each
+  text.py          numbers, percentages, and strings from files made safe to print
+  cells.py         a row's text, cell by cell
+  table.py         the terminal table, sized to the terminal (rich)
+  formats.py       markdown, json, csv: each a function of the same Comparison
   command.py       the CLI's entry point: exit codes and $GITHUB_STEP_SUMMARY
 """
 
 from batchbench.compare.command import compare_command
 from batchbench.compare.inputs import Run, load_run
-from batchbench.compare.verdicts import Comparison, Entry, compare_runs
+from batchbench.compare.judge import compare_runs
+from batchbench.compare.verdicts import Comparison, Entry
 
 __all__ = ["compare_command", "compare_runs", "load_run", "Comparison", "Entry", "Run"]

@@ -25,7 +25,7 @@ def describe(env: dict[str, Any] | None) -> dict[str, Any]:
         return {}
     nvml = env.get("nvml") if isinstance(env.get("nvml"), dict) else {}
     framework = env.get("framework") if isinstance(env.get("framework"), dict) else {}
-    gpus = [g for g in nvml.get("gpus") or [] if isinstance(g, dict)]
+    gpus = [g for g in nvml.get("gpus") or [] if isinstance(g, dict)] if isinstance(nvml.get("gpus"), list) else []
     out: dict[str, Any] = {
         "cpu_model": env.get("cpu_model"),
         "gpu_count": len(gpus) if "gpus" in nvml else None,

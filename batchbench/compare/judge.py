@@ -1,0 +1,336 @@
+"""Matched rows -> one verdict each.
+
+A speed change counts only when it is beyond its threshold *and* the per-repeat throughputs
+differ significantly (Mann–Whitney U, Holm-corrected over the rows tested). Memory figures,
+nearly deterministic, count by threshold alone. A batch size that ran before and now runs out
+of memory (or fails) is a regression in its own right.
+
+A row compare cannot judge is never passed as unchanged: a speed change beyond its threshold
+that no test can confirm is "not enough repeats"; a figure that is NaN, inf or text, or a
+results.csv figure its own raw repeats in run.json contradict, is "cannot judge" (or a
+regression, when the worse reading of the figures is one).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from batchbench.compare.environment import diff_environments
+from batchbench.compare.inputs import KEY_COLUMNS, Row, Run
+from batchbench.compare.metrics import MEMORY, METRICS, ROW_METRICS
+from batchbench.compare.significance import holm, mann_whitney, min_p_value, repeats_needed
+from batchbench.compare.text import number, percent, real, row_label, shown_value, varying
+from batchbench.compare.verdicts import (
+    ADDED,
+    AGAINST_THROUGHPUT,
+    CANNOT_JUDGE,
+    IMPROVEMENT,
+    NOT_ENOUGH_REPEATS,
+    NOT_JUDGED,
+    REGRESSION,
+    REMOVED,
+    REPORTED,
+    UNCHANGED,
+    VERDICT_ORDER,
+    WITHIN_NOISE,
+    WITHIN_THRESHOLD,
+    Comparison,
+    Entry,
+    MetricChange,
+    SpeedTest,
+)
+from batchbench.errors import BatchbenchError
+
+FAILED = ("oom", "error", "timeout")
+# results.csv keeps 6 significant digits of a median that lies within its repeats: a figure
+# further than this outside their range is not rounding, it is a different number.
+AGREEMENT = 0.01
+ROW_WARNINGS = 10  # warnings that name a row, before "and N more"
+
+
+class NoRowsInCommon(BatchbenchError):
+    """The two runs share no (model, mode, method, batch size, axes) point."""
+
+
+# ---------------------------------------------------------------------------- matching
+def _index(rows: list[Row], columns: list[str]) -> dict[tuple, Row]:
+    """Rows by their matching key. Search/confirm rows of a find_max run are told apart from
+    ladder rows by their phase, and any other repeat of a key by its occurrence: nothing dropped."""
+    out: dict[tuple, Row] = {}
+    at = [KEY_COLUMNS.index(c) for c in columns]
+    every = at == list(range(len(KEY_COLUMNS)))
+    for row in rows:
+        phase = row.phase if row.phase != "ladder" else None
+        base = (*(row.key if every else [row.key[i] for i in at]), phase)
+        key, n = base + (0,), 0
+        while key in out:
+            n += 1
+            key = base + (n,)
+        out[key] = row
+    return out
+
+
+def _sort_key(entry: Entry) -> tuple:
+    return (VERDICT_ORDER.index(entry.verdict),
+            tuple(str(v) for k, v in entry.key.items() if k != "batch_size"),
+            entry.key.get("batch_size") if real(entry.key.get("batch_size")) else math.inf,
+            entry.phase or "")
+
+
+def _match(baseline: Run, current: Run, columns: list[str]) -> list[Entry]:
+    b_rows, c_rows = _index(baseline.rows, columns), _index(current.rows, columns)
+    entries = []
+    for key in list(b_rows) + [k for k in c_rows if k not in b_rows]:
+        b, c = b_rows.get(key), c_rows.get(key)
+        entries.append(Entry(key=dict(zip(columns, key, strict=False)), phase=key[-2], baseline=b, current=c))
+    if not any(e.baseline is not None and e.current is not None for e in entries):
+        raise NoRowsInCommon(
+            f"no rows in common between {baseline.label} ({_points(baseline)}) and {current.label} "
+            f"({_points(current)}): rows are matched by {', '.join(columns)}")
+    return entries
+
+
+def _points(run: Run) -> str:
+    groups = sorted({(str(r.get("model")), str(r.get("mode", "")) + (f"/{r.get('method')}" if r.get("method") else ""))
+                     for r in run.rows})
+    sizes = sorted({r.get("batch_size") for r in run.rows if real(r.get("batch_size"))})
+    what = ", ".join(f"{m} {g}" for m, g in groups[:20]) + (f" and {len(groups) - 20} more" if len(groups) > 20 else "")
+    return f"{what} at batch sizes {', '.join(map(str, sizes))}" if sizes else what
+
+
+# ---------------------------------------------------------------------------- judging
+def _status_verdict(entry: Entry) -> str | None:
+    """A verdict from the statuses alone, or None when both ran ok and the figures decide."""
+    b, c = entry.baseline_status, entry.current_status
+    if entry.baseline is None:
+        return ADDED
+    if entry.current is None:
+        return REMOVED
+    if b == "ok" and c == "ok":
+        return None
+    if b == c:
+        return UNCHANGED
+    if b == "ok" and c in FAILED:
+        reason = entry.current.get("error")
+        entry.notes.append(f"ok → {c}" + (f": {reason}" if reason else ""))
+        return REGRESSION
+    if c == "ok":
+        entry.notes.append(f"{b} → ok: runs now")
+        return IMPROVEMENT
+    entry.notes.append(f"{b} → {c}" + (f": {entry.current.get('error')}" if entry.current.get("error") else ""))
+    return NOT_JUDGED
+
+
+def _metric_changes(entry: Entry, thresholds: dict[str, float | None]) -> list[str]:
+    """The figures both rows have, as changes; returns what makes the row impossible to judge
+    (a figure that is NaN, inf or not a number; a throughput on one side only)."""
+    bad = []
+    metrics = entry.changes = []
+    for name, b, c in zip(ROW_METRICS, entry.baseline.figures, entry.current.figures, strict=True):
+        if b is None and c is None:
+            continue
+        # The common case first, cheaply: two finite floats (x - x is 0 for them, NaN for NaN and inf).
+        if (type(b) is float and type(c) is float and b - b == 0.0 and c - c == 0.0) or (real(b) and real(c)):
+            metrics.append(MetricChange(name, float(b), float(c), thresholds.get(name)))
+            continue
+        for side, value in (("baseline", b), ("current", c)):
+            if value is not None and not real(value):
+                bad.append(f"{name} is {shown_value(value)} in the {side}, not a finite number")
+    if not bad and (entry.baseline.get("throughput_sps") is None) != (entry.current.get("throughput_sps") is None):
+        bad.append(f"no throughput_sps in the {'baseline' if entry.baseline.get('throughput_sps') is None else 'current'}")
+    return bad
+
+
+def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str, float | None]) -> tuple[list[str], bool]:
+    """What the raw repeats say against results.csv: NaN/inf repeats, or a figure outside the
+    range of its own repeats. When the files disagree, the worse reading counts: the repeats'
+    medians moving beyond the threshold make the row a regression even if the CSV says not
+    (returned as True)."""
+    doubts, sides = [], (("baseline", entry.baseline), ("current", entry.current))
+    for (side, row), values in zip(sides, samples, strict=True):
+        if values is None or not len(values):
+            continue
+        if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
+            doubts.append(f"run.json's raw repeats in the {side} hold {'nan' if any(map(math.isnan, values)) else 'inf'}")
+            continue
+        figure, low, high = row.get("throughput_sps"), min(values), max(values)
+        if real(figure) and not low * (1 - AGREEMENT) <= figure <= high * (1 + AGREEMENT):
+            doubts.append(f"results.csv says throughput_sps {number(figure)} in the {side}, but its {len(values)} "
+                          f"raw repeats in run.json say {number(low)}–{number(high)}")
+    if doubts and all(v is not None and len(v) and all(map(math.isfinite, v)) for v in samples):
+        m = MetricChange("throughput_sps", statistics.median(samples[0]), statistics.median(samples[1]),
+                         thresholds.get("throughput_sps"))
+        if m.beyond and m.worse:
+            doubts.append(f"the raw repeats' medians moved {percent(m.change)}")
+            return doubts, True
+    return doubts, False
+
+
+def _prepare_test(entry: Entry, samples: tuple[Any, Any], has_samples: bool) -> None:
+    """Decide how the row's speed is judged: a test, thresholds only, or too few repeats."""
+    if not entry.speed_candidates() or entry.thresholds_only:
+        return
+    b, c = samples
+    if b is None or c is None or not len(b) or not len(c):
+        entry.thresholds_only = True
+        if has_samples:
+            entry.notes.append("no raw samples in run.json for this row: judged by threshold alone")
+        return
+    entry.test = SpeedTest(len(b), len(c), min_p_value(len(b), len(c)))
+    entry.samples = (list(b), list(c))
+
+
+def _run_tests(entries: list[Entry], alpha: float) -> None:
+    tested = [e for e in entries if e.test is not None and e.test.min_p <= alpha]
+    # Holm's first step needs p <= alpha/m: if no row could get there, no row can be significant.
+    if tested and min(e.test.min_p for e in tested) > alpha / len(tested):
+        for e in tested:
+            e.notes.append(f"{len(tested)} rows to test need p ≤ {alpha / len(tested):.2g} after correction; "
+                           f"{e.test.n_baseline} vs {e.test.n_current} repeats reach at best p = "
+                           f"{e.test.min_p:.2g}; use --repeats {repeats_needed(alpha / len(tested))} or more")
+        tested = []
+    for e in tested:
+        e.test.p_value, e.test.slower = mann_whitney(*e.samples)
+    for e, p in zip(tested, holm([e.test.p_value for e in tested]), strict=True):
+        e.test.p_adjusted = p
+
+
+def _judge_metrics(entry: Entry, alpha: float) -> str:
+    test = entry.test
+    for m in entry.metrics:
+        if m.threshold is None:
+            m.outcome = REPORTED
+        elif not m.beyond:
+            m.outcome = WITHIN_THRESHOLD
+        elif METRICS[m.metric].kind == MEMORY or entry.thresholds_only:
+            m.outcome = REGRESSION if m.worse else IMPROVEMENT
+        elif test is None or test.p_adjusted is None:
+            m.outcome = NOT_ENOUGH_REPEATS
+        elif test.p_adjusted > alpha:
+            m.outcome = WITHIN_NOISE
+        elif m.worse == test.slower:
+            # The test says which way the row's speed moved; a figure that moved that way counts.
+            m.outcome = REGRESSION if m.worse else IMPROVEMENT
+        else:
+            m.outcome = AGAINST_THROUGHPUT
+    outcomes = {m.outcome for m in entry.metrics}
+    if NOT_ENOUGH_REPEATS in outcomes and test is not None and test.min_p > alpha:
+        entry.notes.append(f"{test.n_baseline} vs {test.n_current} repeats reach at best p = {test.min_p:.2g} "
+                           f"(> alpha {alpha:g}); use --repeats {repeats_needed(alpha)} or more")
+    # An improvement elsewhere never hides a speed change that could not be tested.
+    for verdict in (REGRESSION, NOT_ENOUGH_REPEATS, IMPROVEMENT):
+        if verdict in outcomes:
+            return verdict
+    return UNCHANGED
+
+
+def _is_quiet(entry: Entry, limits: list[float | None]) -> bool:
+    """Every figure a finite float on both sides (or absent from both) and none beyond its
+    threshold: the common case, settled cheaply, without making its figures' records."""
+    for limit, b, c in zip(limits, entry.baseline.figures, entry.current.figures, strict=True):
+        if b is None and c is None:
+            continue
+        # x - x is 0.0 for a finite float, NaN for NaN and inf; anything else takes the long way
+        if type(b) is not float or type(c) is not float or b - b != 0.0 or c - c != 0.0:
+            return False
+        if limit is not None and (abs(c / b - 1.0) > limit if b else c != 0.0):
+            return False
+    return True
+
+
+def _prepare_row(entry: Entry, baseline: Run, current: Run, thresholds: dict[str, float | None],
+                 limits: list[float | None]) -> tuple[list[str], bool]:
+    """Figures and samples of a row that ran ok in both runs. Returns what makes the row
+    doubtful, and whether the raw repeats alone already call it a regression. A quiet row that
+    its raw repeats do not contradict is unchanged at once."""
+    quiet = _is_quiet(entry, limits)
+    if not quiet and (doubts := _metric_changes(entry, thresholds)):
+        worse = False
+    else:
+        samples = (baseline.samples(entry.baseline.trial_id), current.samples(entry.current.trial_id))
+        doubts, worse = _check_samples(entry, samples, thresholds)
+        if quiet and not doubts:
+            entry.quiet, entry.verdict = thresholds, UNCHANGED
+            return doubts, worse
+        if quiet:
+            _metric_changes(entry, thresholds)
+        if not doubts:
+            _prepare_test(entry, samples, baseline.has_samples and current.has_samples)
+            return doubts, worse
+    entry.thresholds_only = True  # nothing trustworthy to test: each figure counts by its threshold
+    entry.notes.extend(doubts)
+    return doubts, worse
+
+
+def _group_entries(baseline: Run, current: Run, thresholds: dict[str, float | None]) -> list[Entry]:
+    """max_batch_size, per group, from each run.json's summary (find_max runs)."""
+    entries = []
+    b_recs, c_recs = baseline.recommendations, current.recommendations
+    for group, b_rec in b_recs.items():
+        c_rec = c_recs.get(group)
+        b = b_rec.get("max_batch_size") if isinstance(b_rec, dict) else None
+        c = c_rec.get("max_batch_size") if isinstance(c_rec, dict) else None
+        if real(b) and real(c):
+            entry = Entry(key={"group": group}, kind="group",
+                          baseline={"status": "ok", "max_batch_size": b}, current={"status": "ok", "max_batch_size": c})
+            m = MetricChange("max_batch_size", float(b), float(c), thresholds.get("max_batch_size"))
+            m.outcome = (REGRESSION if m.worse else IMPROVEMENT) if m.beyond else WITHIN_THRESHOLD
+            entry.changes = [m]
+            entry.verdict = m.outcome if m.beyond else UNCHANGED
+            entries.append(entry)
+    return entries
+
+
+def _row_warnings(doubtful: list[tuple[Entry, list[str]]], columns: list[str]) -> list[str]:
+    shown = varying([e.key for e, _ in doubtful], columns)
+    out = [f"{row_label(e.key, e.phase, shown)}: {'; '.join(doubts)}: judged conservatively, as {e.verdict}"
+           for e, doubts in doubtful[:ROW_WARNINGS]]
+    if len(doubtful) > ROW_WARNINGS:
+        out.append(f"and {len(doubtful) - ROW_WARNINGS} more rows whose figures cannot be judged "
+                   "(--format json or csv names them all)")
+    return out
+
+
+def compare_runs(baseline: Run, current: Run, thresholds: dict[str, float | None], alpha: float = 0.05) -> Comparison:
+    """Two runs -> a Comparison: every row matched, judged and sorted, the environments diffed."""
+    columns = [c for c in KEY_COLUMNS if c in baseline.columns and c in current.columns]
+    entries = _match(baseline, current, columns)
+    limits = [thresholds.get(name) for name in ROW_METRICS]
+    pending: list[Entry] = []
+    doubtful: list[tuple[Entry, list[str]]] = []
+    worse_by_repeats: set[int] = set()  # ids of rows whose raw repeats alone say regression
+    for entry in entries:
+        verdict = _status_verdict(entry)
+        if verdict is not None:
+            entry.verdict = verdict
+            continue
+        doubts, worse = _prepare_row(entry, baseline, current, thresholds, limits)
+        if entry.verdict:
+            continue  # quiet: unchanged
+        pending.append(entry)
+        if doubts:
+            doubtful.append((entry, doubts))
+        if worse:
+            worse_by_repeats.add(id(entry))
+    _run_tests(pending, alpha)
+    for entry in pending:
+        entry.verdict = _judge_metrics(entry, alpha)
+    # A doubtful row gets the worse reading: a regression if any reading says so, else not passed.
+    for entry, _ in doubtful:
+        entry.verdict = REGRESSION if entry.verdict == REGRESSION or id(entry) in worse_by_repeats else CANNOT_JUDGE
+    entries += _group_entries(baseline, current, thresholds)
+    # What needs attention first, in a stable order; unchanged rows last, in the files' order
+    # (a sweep writes them in plan order, and there may be 100,000 of them).
+    unchanged = [e for e in entries if e.verdict == UNCHANGED]
+    entries = sorted((e for e in entries if e.verdict != UNCHANGED), key=_sort_key) + unchanged
+
+    notes = []
+    without = list(dict.fromkeys(run.label for run in (baseline, current) if not run.has_samples))
+    if without:
+        notes.append(f"thresholds only: no run.json beside {' and '.join(without)}, so there are no raw samples "
+                     "to test; speed changes beyond their threshold count without a significance test")
+    notes += _row_warnings(doubtful, columns)
+    env = diff_environments(baseline.environment, current.environment, (baseline.label, current.label))
+    return Comparison(baseline, current, entries, columns, thresholds, alpha, env, notes)
