@@ -13,9 +13,10 @@ def run_sweep(config: str | Path | dict, out: str | Path | None = None, resume: 
     Sweep keys can be overridden by keyword (``batch_sizes=[8, 16]``, ``modes=["predict"]``).
     The DataFrame's ``attrs`` hold ``run_dir`` and the ``summary`` (recommendations).
     """
+    from batchbench.backends import check_backends
     from batchbench.config import apply_overrides, config_from_dict, read_yaml, static_checks
     from batchbench.results import results_frame
-    from batchbench.sweep import Sweep, SweepOptions, check_backends
+    from batchbench.sweep import Sweep, SweepOptions
 
     if isinstance(config, dict):
         raw = config

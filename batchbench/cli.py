@@ -107,9 +107,11 @@ def _load(config_path: str | None, resume: Path | None, default: dict | None = N
 
 
 def run_sweep_command(config, raw, kw: dict) -> None:
+    from batchbench.backends import check_backends
     from batchbench.config import apply_overrides, static_checks
     from batchbench.report.tables import make_console, render_results
-    from batchbench.sweep import Sweep, SweepOptions, check_backends, dumps
+    from batchbench.results import dumps
+    from batchbench.sweep import Sweep, SweepOptions
 
     config = apply_overrides(config, **_overrides(kw))
     if kw.get("no_plots"):
@@ -123,7 +125,7 @@ def run_sweep_command(config, raw, kw: dict) -> None:
         preview = plan_preview(config, kw.get("resume"))
         click.echo(dumps(preview) if kw.get("as_json") else render_preview(preview))
         sys.exit(0)
-    from batchbench.sweep import parse_distributed
+    from batchbench.distributed import parse_distributed
 
     distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
                                     kw.get("join_timeout"))
@@ -246,8 +248,8 @@ def predict_throughput(config, model_ref, input_shape, **kw):
 @click.argument("config")
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
+    from batchbench.backends import check_backends
     from batchbench.config import load_config, static_checks
-    from batchbench.sweep import check_backends
 
     cfg = load_config(config)
     static_checks(cfg)

@@ -24,7 +24,7 @@ from batchbench.runfiles import make_dir, open_append, open_read, refuse_symlink
 
 __all__ = ["BOOL_COLUMNS", "COLUMNS", "INT_COLUMNS", "TEXT_COLUMNS", "RESULTS_CSV", "RUN_JSON", "ResultsFormatError",
            "ResultsWriter", "load_results", "load_trial_records", "locate_run", "read_rows", "read_run_json",
-           "results_frame", "save_trial_record", "write_json_atomic"]
+           "results_frame", "save_trial_record", "write_json_atomic", "finite", "dumps"]
 
 # run.json versions this code reads. 1: raw samples only inside run.json; 2: also one
 # trials/<id>.result.json per finished trial, and the measured settings beside the hash.
@@ -272,3 +272,19 @@ def read_run_json(path: Path) -> dict[str, Any]:
         if data.get(key) is not None and not isinstance(data[key], kind):
             raise ResultsFormatError(f"{path}: {key}: got {type(data[key]).__name__}, expected a mapping")
     return data
+
+
+def finite(obj: Any) -> Any:
+    """JSON has no NaN: store null."""
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """The --json output: indented, NaN as null."""
+    return json.dumps(finite(obj), indent=2, default=str)

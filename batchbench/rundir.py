@@ -1,5 +1,6 @@
-"""The run folder: created safely, locked against a second sweep, and named in messages by
-the command the user actually ran."""
+"""The run folder: created safely, locked against a second sweep, opened for a new run or a
+resume (with what was measured there before), and named in messages by the command the user
+actually ran."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
+from batchbench import RESULTS_SCHEMA_VERSION
+from batchbench.config import Config, diff_settings
 from batchbench.errors import ConfigError, OutputError
+from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsWriter, load_trial_records, read_run_json
 from batchbench.runfiles import make_dir, refuse_symlink
 
 LOCK_NAME = ".batchbench.lock"
@@ -105,3 +111,104 @@ def invocation() -> str:
     if argv0.endswith("__main__.py") or argv0 == "-m" or argv0.endswith("-c"):
         return f"{sys.executable} -m batchbench"
     return argv0
+
+
+# ---------------------------------------------------------------- opening a run
+@dataclass
+class RunStart:
+    """A run folder ready for trials: locked, with what an earlier session measured there."""
+
+    run_dir: Path
+    run_id: str
+    started_at: str
+    lock: RunLock
+    writer: ResultsWriter
+    done: dict[str, dict] = field(default_factory=dict)      # trial_id -> row already measured
+    samples: dict[str, dict] = field(default_factory=dict)   # trial_id -> raw samples
+    previous_noise: dict | None = None
+    recovered: list[str] = field(default_factory=list)       # rows put back from their trial records
+    imports: list[str] = field(default_factory=list)         # modules a resume will import
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+
+
+def default_run_dir(config: Config) -> Path:
+    return Path(config.output.dir) / config.name / utc_stamp()
+
+
+def open_run(config: Config, out: Path | None, resume: Path | None, process_id: int = 0,
+             write_fault=None) -> RunStart:
+    """The run folder, created and locked before anything else; on resume, the rows (and raw
+    samples) already measured there, after checking that the measured settings are the same."""
+    if resume:
+        return _resume(config, Path(resume), write_fault)
+    run_dir = Path(out) if out else default_run_dir(config)
+    if process_id > 0:
+        # Process 0 alone writes results.csv; the others keep their own rows apart.
+        run_dir = run_dir / "peers" / f"process-{process_id}"
+    make_run_dir(run_dir)
+    lock = RunLock.acquire(run_dir, key="--out")
+    try:
+        if (run_dir / RESULTS_CSV).exists():
+            raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
+                              "or choose another --out", key="--out")
+        run_id = run_dir.name if out is None else f"{config.name}-{utc_stamp()}"
+        return RunStart(run_dir, run_id, now_iso(), lock, ResultsWriter(run_dir, fault_injector=write_fault))
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume(config: Config, run_dir: Path, write_fault) -> RunStart:
+    run_json = run_dir / RUN_JSON
+    if not run_json.exists():
+        raise ConfigError(f"{run_dir} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
+    make_run_dir(run_dir)
+    lock = RunLock.acquire(run_dir, key="--resume")
+    try:
+        previous = read_run_json(run_json)
+        check_same_settings(config, run_dir, previous)
+        writer = ResultsWriter(run_dir, fault_injector=write_fault)
+        start = RunStart(run_dir, previous.get("run_id") or run_dir.name, previous.get("started_at") or now_iso(),
+                         lock, writer, samples=dict(previous.get("samples") or {}),
+                         previous_noise=previous.get("noise_scale"))
+        for number, row in enumerate(writer.rows(), start=2):
+            if not row.get("trial_id"):
+                raise ConfigError(f"{run_dir / RESULTS_CSV}: line {number} has no trial_id, so resume cannot "
+                                  "tell which trial it is; nothing was changed", key="--resume")
+            start.done[row["trial_id"]] = row
+        for trial_id, record in load_trial_records(run_dir).items():
+            if record.get("samples"):
+                start.samples.setdefault(trial_id, record["samples"])
+            if trial_id not in start.done:  # saved, but the CSV row was lost (crash, full disk)
+                writer.append(record["row"])
+                start.done[trial_id] = record["row"]
+                start.recovered.append(trial_id)
+        start.imports = [ref for ref in (config.model.factory, config.data.callable and config.data.callable.function)
+                         if ref]
+        return start
+    except BaseException:
+        lock.release()
+        raise
+
+
+def check_same_settings(config: Config, run_dir: Path, previous: dict) -> None:
+    if previous.get("schema_version") != RESULTS_SCHEMA_VERSION:
+        raise ConfigError(f"{run_dir} was written by another batchbench version (results schema "
+                          f"{previous.get('schema_version')}, this one writes {RESULTS_SCHEMA_VERSION}), so its "
+                          "settings cannot be checked against this one; start a new run (compare and report "
+                          "still read it)", key="--resume")
+    now = config.measurement_hash()
+    if previous.get("config_hash") == now:
+        return
+    changed = diff_settings(previous.get("measured_settings") or {}, config.measured_settings())
+    what = ", ".join(changed[:8]) + (f" and {len(changed) - 8} more" if len(changed) > 8 else "") \
+        if changed else f"hash {previous.get('config_hash')} there, {now} now"
+    raise ConfigError(f"the measured settings changed since {run_dir} started ({what}); resume with the same "
+                      "config, data and options, or start a new run", key="--resume")

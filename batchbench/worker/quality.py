@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from batchbench.errors import ConfigError
+from batchbench.targets import lower_is_better
 from batchbench.worker.data import take_rows
 
 
@@ -52,11 +53,6 @@ class WarmupLearningRate(keras.callbacks.Callback):
             frac = min(1.0, self.seen / self.steps)
             self.model.optimizer.learning_rate = self.start + (self.target - self.start) * frac
         self.seen += 1
-
-
-def lower_is_better(metric: str) -> bool:
-    name = metric.removeprefix("val_")
-    return "loss" in name or "error" in name or name in ("mse", "mae", "mape", "msle")
 
 
 class TargetWatch(keras.callbacks.Callback):
