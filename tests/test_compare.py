@@ -362,6 +362,19 @@ def test_find_max_rows_are_all_kept_and_max_batch_size_is_judged(tmp_path: Path)
     assert compare(base, head, "--threshold", "max_batch_size=20%").exit_code == 0
 
 
+def test_older_results_with_fewer_columns_compare_on_what_both_have(base: Path, tmp_path: Path):
+    older = tmp_path / "older.csv"
+    with open(older, "w", newline="") as fh:  # no axes, no step times: an early results file
+        writer = csv.writer(fh)
+        writer.writerow(["model", "mode", "method", "batch_size", "status", "throughput_sps", "peak_host_mib"])
+        for mode, method, batch, throughput, host_mib in POINTS:
+            writer.writerow(["mlp", mode, method, batch, "ok", throughput * (0.8 if batch == 64 else 1.0), host_mib])
+    code, report = compare_json(base, older)
+    assert report["match_columns"] == ["model", "mode", "method", "batch_size"]
+    assert code == 1 and verdicts(report)["fit-b64"] == "regression"  # thresholds only: no run.json
+    assert verdicts(report)["fit-b16"] == "unchanged"
+
+
 # ---------------------------------------------------------------------------- figures that cannot be judged
 @pytest.mark.parametrize("value, shown", [(math.nan, "nan"), (math.inf, "inf"), ("fast", "'fast'")])
 def test_a_figure_that_is_not_a_number_cannot_be_judged(base: Path, tmp_path: Path, value, shown: str):

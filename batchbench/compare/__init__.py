@@ -8,6 +8,7 @@ to test. The pieces, in the order they run:
   environment.py   what differs between the two machines
   significance.py  Mann–Whitney U, its smallest attainable p-value, Holm's correction
   verdicts.py      the records: Entry (one compared point), its verdict, Comparison and Summary
+  match.py         the rows of both runs -> matched pairs (nothing dropped)
   judge.py         matched rows -> one verdict each
   text.py          numbers, percentages, and strings from files made safe to print
   cells.py         a row's text, cell by cell

@@ -65,12 +65,16 @@ class Run:
     def samples(self, trial_id: Any) -> list[float] | None:
         """The raw per-repeat throughputs of one trial, or None when run.json has none. A list
         that is not of numbers is bad input, named by its place in the file."""
-        values = None if trial_id is None else self.throughputs.get(str(trial_id))
+        values = self.throughputs.get(trial_id if type(trial_id) is str else str(trial_id))
         if values is None:
             return None
-        if type(values) is not list or not set(map(type, values)) <= _NUMBERS:
+        try:
+            if type(values) is not list:
+                raise TypeError
+            sum(values)  # the cheapest way to find a string or a null among them
+        except TypeError:
             raise ResultsFormatError(f"{self.json_path}: samples[{str(trial_id)[:80]!r}].throughput_sps: "
-                                     "expected a list of numbers")
+                                     "expected a list of numbers") from None
         return values
 
     @property
@@ -95,9 +99,6 @@ class Run:
             if isinstance(git, dict) and git.get("commit"):
                 parts.append(f"commit {str(git['commit'])[:10]}" + (" (dirty)" if git.get("dirty") else ""))
         return ", ".join(parts)
-
-
-_NUMBERS = frozenset({int, float})
 
 
 def _read_record(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -140,22 +141,21 @@ def _read_rows(path: Path) -> tuple[list[str], list[Row], list[str]]:
             raise ResultsFormatError(f"{path}: not a batchbench results file (no batch_size, status and mode columns)")
         width = len(header)
         at = {name: i for i, name in reversed(list(enumerate(header)))}  # a repeated column: its first cell
-
-        def getter(names):  # a column the file lacks reads the empty cell appended to each line
-            return itemgetter(*[at.get(name, width) for name in names], width)
-
-        keys, figures, fields = getter(KEY_COLUMNS), getter(ROW_METRICS), getter(FIELDS)
+        pad = any(name not in at for name in (*KEY_COLUMNS, *ROW_METRICS, *FIELDS))
+        # a column the file lacks reads an empty cell appended to each line
+        keys, figures, fields = (itemgetter(*[at.get(name, width) for name in names])
+                                 for names in (KEY_COLUMNS, ROW_METRICS, FIELDS))
         shared = lru_cache(maxsize=None)(parse_value)
         for cells in reader:
             if len(cells) != width:
                 if cells:
                     skipped.append(reader.line_num)
                 continue
-            cells.append("")
-            status, error, trial_id, phase, _ = fields(cells)
-            rows.append(Row(tuple(map(shared, KEY_COLUMNS, keys(cells)[:-1])), shared("status", status),
-                            error or None, trial_id or None, shared("phase", phase),
-                            tuple(map(_figure, figures(cells)[:-1]))))
+            if pad:
+                cells.append("")
+            status, error, trial_id, phase = fields(cells)
+            rows.append(Row(tuple(map(shared, KEY_COLUMNS, keys(cells))), shared("status", status), error or None,
+                            trial_id or None, shared("phase", phase), tuple(map(_figure, figures(cells)))))
     warnings = []
     if skipped:
         more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""

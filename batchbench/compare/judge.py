@@ -18,7 +18,8 @@ import statistics
 from typing import Any
 
 from batchbench.compare.environment import diff_environments
-from batchbench.compare.inputs import KEY_COLUMNS, Row, Run
+from batchbench.compare.inputs import KEY_COLUMNS, Run
+from batchbench.compare.match import match_rows, sort_key
 from batchbench.compare.metrics import MEMORY, METRICS, ROW_METRICS
 from batchbench.compare.significance import holm, mann_whitney, min_p_value, repeats_needed
 from batchbench.compare.text import number, percent, real, row_label, shown_value, varying
@@ -33,7 +34,6 @@ from batchbench.compare.verdicts import (
     REMOVED,
     REPORTED,
     UNCHANGED,
-    VERDICT_ORDER,
     WITHIN_NOISE,
     WITHIN_THRESHOLD,
     Comparison,
@@ -41,63 +41,12 @@ from batchbench.compare.verdicts import (
     MetricChange,
     SpeedTest,
 )
-from batchbench.errors import BatchbenchError
 
 FAILED = ("oom", "error", "timeout")
 # results.csv keeps 6 significant digits of a median that lies within its repeats: a figure
 # further than this outside their range is not rounding, it is a different number.
 AGREEMENT = 0.01
 ROW_WARNINGS = 10  # warnings that name a row, before "and N more"
-
-
-class NoRowsInCommon(BatchbenchError):
-    """The two runs share no (model, mode, method, batch size, axes) point."""
-
-
-# ---------------------------------------------------------------------------- matching
-def _index(rows: list[Row], columns: list[str]) -> dict[tuple, Row]:
-    """Rows by their matching key. Search/confirm rows of a find_max run are told apart from
-    ladder rows by their phase, and any other repeat of a key by its occurrence: nothing dropped."""
-    out: dict[tuple, Row] = {}
-    at = [KEY_COLUMNS.index(c) for c in columns]
-    every = at == list(range(len(KEY_COLUMNS)))
-    for row in rows:
-        phase = row.phase if row.phase != "ladder" else None
-        base = (*(row.key if every else [row.key[i] for i in at]), phase)
-        key, n = base + (0,), 0
-        while key in out:
-            n += 1
-            key = base + (n,)
-        out[key] = row
-    return out
-
-
-def _sort_key(entry: Entry) -> tuple:
-    return (VERDICT_ORDER.index(entry.verdict),
-            tuple(str(v) for k, v in entry.key.items() if k != "batch_size"),
-            entry.key.get("batch_size") if real(entry.key.get("batch_size")) else math.inf,
-            entry.phase or "")
-
-
-def _match(baseline: Run, current: Run, columns: list[str]) -> list[Entry]:
-    b_rows, c_rows = _index(baseline.rows, columns), _index(current.rows, columns)
-    entries = []
-    for key in list(b_rows) + [k for k in c_rows if k not in b_rows]:
-        b, c = b_rows.get(key), c_rows.get(key)
-        entries.append(Entry(key=dict(zip(columns, key, strict=False)), phase=key[-2], baseline=b, current=c))
-    if not any(e.baseline is not None and e.current is not None for e in entries):
-        raise NoRowsInCommon(
-            f"no rows in common between {baseline.label} ({_points(baseline)}) and {current.label} "
-            f"({_points(current)}): rows are matched by {', '.join(columns)}")
-    return entries
-
-
-def _points(run: Run) -> str:
-    groups = sorted({(str(r.get("model")), str(r.get("mode", "")) + (f"/{r.get('method')}" if r.get("method") else ""))
-                     for r in run.rows})
-    sizes = sorted({r.get("batch_size") for r in run.rows if real(r.get("batch_size"))})
-    what = ", ".join(f"{m} {g}" for m, g in groups[:20]) + (f" and {len(groups) - 20} more" if len(groups) > 20 else "")
-    return f"{what} at batch sizes {', '.join(map(str, sizes))}" if sizes else what
 
 
 # ---------------------------------------------------------------------------- judging
@@ -131,8 +80,7 @@ def _metric_changes(entry: Entry, thresholds: dict[str, float | None]) -> list[s
     for name, b, c in zip(ROW_METRICS, entry.baseline.figures, entry.current.figures, strict=True):
         if b is None and c is None:
             continue
-        # The common case first, cheaply: two finite floats (x - x is 0 for them, NaN for NaN and inf).
-        if (type(b) is float and type(c) is float and b - b == 0.0 and c - c == 0.0) or (real(b) and real(c)):
+        if real(b) and real(c):
             metrics.append(MetricChange(name, float(b), float(c), thresholds.get(name)))
             continue
         for side, value in (("baseline", b), ("current", c)):
@@ -150,16 +98,17 @@ def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str,
     (returned as True)."""
     doubts, sides = [], (("baseline", entry.baseline), ("current", entry.current))
     for (side, row), values in zip(sides, samples, strict=True):
-        if values is None or not len(values):
+        if not values:
             continue
-        if not math.isfinite(sum(values)) and not all(map(math.isfinite, values)):
+        total = sum(values)
+        if total - total != 0.0 and not all(map(math.isfinite, values)):  # NaN or inf among them
             doubts.append(f"run.json's raw repeats in the {side} hold {'nan' if any(map(math.isnan, values)) else 'inf'}")
             continue
         figure, low, high = row.get("throughput_sps"), min(values), max(values)
         if real(figure) and not low * (1 - AGREEMENT) <= figure <= high * (1 + AGREEMENT):
             doubts.append(f"results.csv says throughput_sps {number(figure)} in the {side}, but its {len(values)} "
                           f"raw repeats in run.json say {number(low)}–{number(high)}")
-    if doubts and all(v is not None and len(v) and all(map(math.isfinite, v)) for v in samples):
+    if doubts and all(v and all(map(math.isfinite, v)) for v in samples):
         m = MetricChange("throughput_sps", statistics.median(samples[0]), statistics.median(samples[1]),
                          thresholds.get("throughput_sps"))
         if m.beyond and m.worse:
@@ -296,7 +245,7 @@ def _row_warnings(doubtful: list[tuple[Entry, list[str]]], columns: list[str]) -
 def compare_runs(baseline: Run, current: Run, thresholds: dict[str, float | None], alpha: float = 0.05) -> Comparison:
     """Two runs -> a Comparison: every row matched, judged and sorted, the environments diffed."""
     columns = [c for c in KEY_COLUMNS if c in baseline.columns and c in current.columns]
-    entries = _match(baseline, current, columns)
+    entries = match_rows(baseline, current, columns)
     limits = [thresholds.get(name) for name in ROW_METRICS]
     pending: list[Entry] = []
     doubtful: list[tuple[Entry, list[str]]] = []
@@ -324,7 +273,7 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict[str, float | None
     # What needs attention first, in a stable order; unchanged rows last, in the files' order
     # (a sweep writes them in plan order, and there may be 100,000 of them).
     unchanged = [e for e in entries if e.verdict == UNCHANGED]
-    entries = sorted((e for e in entries if e.verdict != UNCHANGED), key=_sort_key) + unchanged
+    entries = sorted((e for e in entries if e.verdict != UNCHANGED), key=sort_key) + unchanged
 
     notes = []
     without = list(dict.fromkeys(run.label for run in (baseline, current) if not run.has_samples))
