@@ -10,14 +10,15 @@ was stdout when the server started (fd 1 itself is pointed at the log, because n
 libraries print there).
 
 What a trial starts ends with it: each child leads its own process group, the server is the
-subreaper of whatever the child's code leaves behind, and both are killed before the server
-reports the job's end (a factory that starts a helper process would otherwise leave one per
-trial). The server imports nothing of the user's: the config's folder goes last on sys.path,
-in the child, so a json.py beside a config shadows nothing.
+subreaper of whatever leaves that group, and the server kills both before it reports the job's
+end (a factory that starts a helper process would otherwise leave one behind per trial). The
+config's folder goes last on sys.path, in the child only, so a json.py beside a config shadows
+nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -137,7 +138,7 @@ def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) ->
         except OSError as exc:
             _write_result(request["result_path"], {
                 "status": "error", "error": f"cannot write the trial log {request['log_path']}: "
-                                            f"{'it is a symbolic link' if exc.errno == 40 else exc.strerror}"})
+                                            f"{'it is a symbolic link' if exc.errno == errno.ELOOP else exc.strerror}"})
             return
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
@@ -162,12 +163,17 @@ def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) ->
 
 
 def _descendants(keep: set[int]) -> list:
+    """This server's processes below it, but for those in `keep` and theirs."""
     import psutil
 
+    found = []
     try:
-        return [p for p in psutil.Process().children(recursive=True) if p.pid not in keep]
+        for child in psutil.Process().children():
+            if child.pid not in keep:
+                found += [child, *child.children(recursive=True)]
     except psutil.Error:
-        return []
+        pass
+    return found
 
 
 def _reap() -> None:
