@@ -13,20 +13,13 @@ def run_sweep(config: str | Path | dict, out: str | Path | None = None, resume: 
     Sweep keys can be overridden by keyword (``batch_sizes=[8, 16]``, ``modes=["predict"]``).
     The DataFrame's ``attrs`` hold ``run_dir`` and the ``summary`` (recommendations).
     """
-    from batchbench.backends import check_backends
-    from batchbench.config import apply_overrides, config_from_dict, read_yaml, static_checks
+    from batchbench.prepare import prepare
     from batchbench.results import results_frame
     from batchbench.sweep import Sweep, SweepOptions
 
-    if isinstance(config, dict):
-        raw = config
-        cfg = config_from_dict(config, source=None, base_dir=base_dir)
-    else:
-        raw = read_yaml(config)  # the CLI's loader: duplicate keys and YAML bombs are refused alike
-        cfg = config_from_dict(raw, source=str(config), base_dir=Path(config).parent)
-    cfg = apply_overrides(cfg, **overrides)
-    static_checks(cfg)
-    check_backends(cfg)
+    prepared = prepare(config, resume=Path(resume) if resume else None, overrides=overrides, base_dir=base_dir,
+                       out_given=out is not None)
+    cfg, raw = prepared.config, prepared.raw
     outcome = Sweep(cfg, SweepOptions(out=Path(out) if out else None, resume=Path(resume) if resume else None,
                                       verbose=verbose), raw_config=raw).run()
     frame = results_frame(outcome.rows)

@@ -13,14 +13,6 @@ import click
 from batchbench import __version__
 from batchbench.errors import BatchbenchError, ConfigError
 
-DEFAULT_PREDICT_CONFIG = {
-    "name": "predict-throughput",
-    "model": {"builtin": "mlp", "kwargs": {"hidden": 256, "depth": 3}},
-    "data": {"synthetic": {"samples": 2048}},
-    "sweep": {"batch_sizes": {"min": 1, "max": 512}, "modes": ["predict"], "repeats": 5,
-              "min_time_s": 0.1},
-}
-
 
 def sweep_options(func):
     """Options shared by `sweep` and `predict-throughput` (DESIGN.md)."""
@@ -78,47 +70,19 @@ def _overrides(kw: dict) -> dict:
     return out
 
 
-def _load(config_path: str | None, resume: Path | None, default: dict | None = None):
-    from batchbench.config import config_from_dict, load_config
+def _prepare(config, kw: dict, **extra):
+    from batchbench.prepare import prepare
 
-    if config_path:
-        from batchbench.config import read_yaml
-
-        config = load_config(config_path)
-        return config, read_yaml(config_path)
-    if resume:
-        from batchbench.results import RUN_JSON, read_run_json
-
-        run_json = Path(resume) / RUN_JSON
-        if not run_json.exists():
-            raise ConfigError(f"{resume} is not a batchbench run directory (no {RUN_JSON})", key="--resume")
-        record = read_run_json(run_json)
-        resolved, source, base_dir = (record.get(k) for k in ("config_resolved", "config_file", "base_dir"))
-        if not isinstance(resolved, dict) or not isinstance(source, (str, type(None))) or \
-                not isinstance(base_dir, (str, type(None))):
-            raise ConfigError(f"{run_json} lacks the config it ran with (config_resolved, config_file, base_dir), "
-                              "so it cannot be resumed; start a new run", key="--resume")
-        # The config as it ran (command-line overrides included), so the hash matches.
-        config = config_from_dict(resolved, source=source or str(run_json), base_dir=base_dir or ".")
-        return config, record.get("config")
-    if default is not None:
-        return config_from_dict(default, source="(built-in default)"), default
-    raise click.UsageError("give a CONFIG file (or --resume RUN_DIR)")
+    return prepare(config, resume=kw.get("resume"), overrides=_overrides(kw), out_given=bool(kw.get("out")),
+                   plots=False if kw.get("no_plots") else None, **extra)
 
 
-def run_sweep_command(config, raw, kw: dict) -> None:
-    from batchbench.backends import check_backends
-    from batchbench.config import apply_overrides, static_checks
+def run_sweep_command(prepared, kw: dict) -> None:
     from batchbench.report.tables import make_console, render_results
     from batchbench.results import dumps
     from batchbench.sweep import Sweep, SweepOptions
 
-    config = apply_overrides(config, **_overrides(kw))
-    if kw.get("no_plots"):
-        config.output.plots = False
-    # With --out (or --resume) the results go there: output.dir is not where anything is written.
-    static_checks(config, check_output_dir=not (kw.get("out") or kw.get("resume")))
-    check_backends(config)
+    config, raw = prepared.config, prepared.raw
     if kw.get("dry_run"):
         from batchbench.dryrun import plan_preview, render_preview
 
@@ -223,8 +187,7 @@ def main() -> None:
 @_handle_errors
 def sweep(config, **kw):
     """Sweep batch sizes through fit and/or predict, as CONFIG describes."""
-    cfg, raw = _load(config, kw.get("resume"))
-    run_sweep_command(cfg, raw, kw)
+    run_sweep_command(_prepare(config, kw), kw)
 
 
 @main.command("predict-throughput")
@@ -235,25 +198,20 @@ def sweep(config, **kw):
 @_handle_errors
 def predict_throughput(config, model_ref, input_shape, **kw):
     """Inference only: throughput and latency percentiles per batch size, both call methods."""
-    from batchbench.predict_cli import predict_config
+    from batchbench.prepare import DEFAULT_PREDICT_CONFIG
 
-    cfg, raw = predict_config(config, model_ref, input_shape, kw.get("resume"), DEFAULT_PREDICT_CONFIG)
-    kw.setdefault("modes", None)
-    if kw.get("modes") is None:
-        kw["modes"] = "predict"
-    run_sweep_command(cfg, raw, kw)
+    kw["modes"] = kw.get("modes") or "predict"
+    run_sweep_command(_prepare(config, kw, default=DEFAULT_PREDICT_CONFIG, model_ref=model_ref,
+                               input_shape=input_shape), kw)
 
 
 @main.command()
 @click.argument("config")
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
-    from batchbench.backends import check_backends
-    from batchbench.config import load_config, static_checks
+    from batchbench.prepare import prepare
 
-    cfg = load_config(config)
-    static_checks(cfg)
-    check_backends(cfg)
+    cfg = prepare(config).config
     n = len(cfg.sweep.batch_sizes)
     click.echo(f"{config}: valid — model {cfg.model.source}:{cfg.model.label}, data {cfg.data.source}, "
                f"batch sizes {', '.join(map(str, cfg.sweep.batch_sizes))} ({n}), modes {', '.join(cfg.sweep.modes)}")

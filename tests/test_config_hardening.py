@@ -240,11 +240,11 @@ def test_callable_kwargs_and_optimizer_extras_must_be_plain_too():
 
 # ---------------------------------------------------------------- predict-throughput's own config
 def predict(tmp_path, text, model_ref=None, input_shape=None):
-    from batchbench.predict_cli import predict_config
+    from batchbench.prepare import prepare
 
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        predict_config(str(path), model_ref, input_shape, None, {"model": {"builtin": "mlp"}})
+        prepare(str(path), model_ref=model_ref, input_shape=input_shape, default={"model": {"builtin": "mlp"}})
     message = info.value.format_message()
     assert "\n" not in message and message.startswith(f"{path}: "), message
     return message.removeprefix(f"{path}: ")
@@ -272,10 +272,10 @@ def test_predict_throughput_input_shape_on_a_model_that_is_not_a_mapping(tmp_pat
 
 
 def test_predict_throughput_input_shape_fills_in_bare_synthetic(tmp_path):
-    from batchbench.predict_cli import predict_config
+    from batchbench.prepare import prepare
 
     path = write(tmp_path, "model: {builtin: mlp}\ndata:\n  synthetic:\n" + SWEEP)
-    config, _ = predict_config(str(path), None, "6", None, {})
+    config = prepare(str(path), input_shape="6", default={}).config
     assert config.model.input_shape == [6] and config.data.synthetic.input_shape == [6]
 
 
@@ -284,7 +284,7 @@ def test_predict_throughput_input_shape_fills_in_bare_synthetic(tmp_path):
                                              ({"factory": "zoo.sub:build"}, "predict-zoo-sub-build"),
                                              ({"path": "/m/..keras"}, "predict--")])
 def test_predict_throughput_names_from_a_model_are_folder_names(model, name):
-    from batchbench.predict_cli import _name_for
+    from batchbench.prepare import _name_for
 
     assert _name_for(model) == name
     config_from_dict({"name": name, "model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8]}})

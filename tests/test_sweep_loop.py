@@ -126,3 +126,10 @@ def test_a_brief_peak_over_the_limit_is_an_oom():
     assert made.row["status"] == "oom" and "exceeded the memory limit" in made.row["error"]
     fine = row_from_outcome(Trial(group, 50), ok(50), 1.0, ctx)
     assert fine.row["status"] == "ok" and fine.row["headroom_mib"] == pytest.approx(600 - 550)
+
+
+def test_a_target_on_an_error_metric_is_lower_is_better():
+    from batchbench.targets import target_label
+
+    assert target_label("val_mae", 0.5) == "val_mae<=0.5" and target_label("val_loss", 1) == "val_loss<=1"
+    assert target_label("val_accuracy", 0.9) == "val_accuracy>=0.9"
