@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install sweep predict test lint bench plots clean
+.PHONY: install sweep predict test test-fast lint bench plots clean
 
 install: $(STAMP)
 
@@ -24,6 +24,12 @@ predict: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop: every test that needs no TensorFlow (config, plan, rows, results,
+# compare, report, stats, units), in well under two minutes. TensorFlow and Keras are
+# refused in the test process (tests/conftest.py), so a test that needs them must be slow.
+test-fast: install
+	BATCHBENCH_TEST_FAST=1 $(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check batchbench tests

@@ -13,6 +13,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+FRAMEWORKS = ("tensorflow", "keras", "jax", "torch")
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_stays_framework_free(request):
+    """make test-fast: a test that imports TensorFlow, Keras, JAX or torch must be marked slow
+    (looking a package up with find_spec is fine: nothing runs)."""
+    yield
+    if os.environ.get("BATCHBENCH_TEST_FAST"):
+        loaded = [name for name in FRAMEWORKS if name in sys.modules]
+        assert not loaded, f"{request.node.nodeid} imported {', '.join(loaded)} in the fast tier: mark it slow"
+
+
 TINY_SWEEP = {"repeats": 3, "min_steps": 3, "min_time_s": 0.02, "warmup_steps": 1}
 
 

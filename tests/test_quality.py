@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from batchbench.results import read_rows
-from batchbench.worker.quality import scaled_learning_rate
 from tests.conftest import run_cli, tiny_config
 
 pytestmark = pytest.mark.slow
@@ -27,6 +26,8 @@ def job_config(raw: dict) -> dict:
 
 @pytest.mark.parametrize("rule, expected", [("none", 0.01), ("linear", 0.04), ("sqrt", 0.02)])
 def test_learning_rate_rules(rule, expected):
+    from batchbench.worker.quality import scaled_learning_rate
+
     assert math.isclose(scaled_learning_rate(0.01, rule, batch_size=128, base_batch_size=32), expected)
 
 
