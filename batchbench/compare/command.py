@@ -87,7 +87,6 @@ def _compare(baseline: str, current: str, limits: dict[str, float | None], fmt: 
     if code == EXIT_ENVIRONMENT:
         click.echo("error: the environments differ and --strict-env is set (exit 3)", err=True)
     elif code == EXIT_UNJUDGED:
-        n = len(comparison.unjudged)
-        click.echo(f"error: {n} row{'s' if n != 1 else ''} moved beyond a threshold or hold figures that are not "
-                   "numbers, and could not be judged (exit 4; --fail-on never reports without failing)", err=True)
+        click.echo(f"error: {comparison.summary().headline} (exit 4; --fail-on never reports it without failing)",
+                   err=True)
     return code

@@ -68,7 +68,7 @@ def render_markdown(comparison: Comparison) -> str:
         lines[-1] = ""
     lines += [md(summary.line()), ""]
     changed = [e for e in comparison.entries if e.verdict != UNCHANGED]
-    quiet = [e for e in comparison.entries if e.verdict == UNCHANGED]
+    unchanged = [e for e in comparison.entries if e.verdict == UNCHANGED]
 
     def row(e: Entry) -> dict[str, str]:
         c = cells(e, shown, comparison.alpha)
@@ -77,10 +77,10 @@ def render_markdown(comparison: Comparison) -> str:
 
     if changed:
         lines += _md_table([row(e) for e in changed[:MD_CHANGED]]) + [""]
-    if quiet:
-        lines += [f"<details><summary>{len(quiet):,} unchanged</summary>", ""]
-        lines += _md_table([row(e) for e in quiet[:MD_UNCHANGED]]) + ["", "</details>", ""]
-    left = len(changed) - min(len(changed), MD_CHANGED) + len(quiet) - min(len(quiet), MD_UNCHANGED)
+    if unchanged:
+        lines += [f"<details><summary>{len(unchanged):,} unchanged</summary>", ""]
+        lines += _md_table([row(e) for e in unchanged[:MD_UNCHANGED]]) + ["", "</details>", ""]
+    left = max(0, len(changed) - MD_CHANGED) + max(0, len(unchanged) - MD_UNCHANGED)
     if left:
         lines += [f"{left:,} more rows are not listed here; `--format csv` or `--format json` lists every row.", ""]
     lines += [f"Baseline: {md(comparison.baseline.description)} · current: {md(comparison.current.description)}", "",
@@ -150,7 +150,16 @@ def row_json(e: Entry) -> str:
         f'"threshold": {"null" if threshold is None else repr(threshold)}, '
         f'"higher_is_better": {"true" if name in HIGHER_IS_BETTER else "false"}, "outcome": "{outcome}"}}'
         for name, b, c, change, threshold, outcome in e.figure_changes()])
-    return json.dumps(entry_dict(e, with_metrics=False), allow_nan=False)[:-1] + f', "metrics": [{figures}]}}'
+    if e.quiet is not None and e.key:
+        # unchanged, both ok, no test, no notes: only the key and the phase vary
+        head = (f'{{"verdict": "{UNCHANGED}", "kind": "trial", {json.dumps(e.key, allow_nan=False)[1:-1]}, '
+                f'"phase": {json.dumps(e.phase)}, {_QUIET_TAIL}')
+    else:
+        head = json.dumps(entry_dict(e, with_metrics=False), allow_nan=False)[:-1]
+    return f'{head}, "metrics": [{figures}]}}'
+
+
+_QUIET_TAIL = '"baseline_status": "ok", "current_status": "ok", "thresholds_only": false, "notes": [], "test": null'
 
 
 def write_json(comparison: Comparison, out: TextIO) -> None:
@@ -176,6 +185,9 @@ CSV_COLUMNS = ["verdict", "kind", "group", "phase", "baseline_status", "current_
                "p_adjusted", "note"]
 
 
+_CSV_QUOTED = re.compile('["\r\n]')
+
+
 def _g(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.6g}"
 
@@ -185,13 +197,13 @@ def write_csv(comparison: Comparison, out: TextIO) -> None:
     line after the header is the overall verdict, kind `summary`."""
     keys = comparison.key_columns
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="")
+    writer = csv.writer(buf, lineterminator="\n")  # the terminator is what makes a newline in a cell quoted
 
     def line(cells: list) -> str:  # csv quoting for the cells that come from files
         buf.seek(0)
         buf.truncate()
         writer.writerow(cells)
-        return buf.getvalue()
+        return buf.getvalue()[:-1]
 
     summary = comparison.summary()
     out.write(line(CSV_COLUMNS[:2] + keys + CSV_COLUMNS[2:]) + "\n")
@@ -199,11 +211,14 @@ def write_csv(comparison: Comparison, out: TextIO) -> None:
     thresholds = {name: "" if t is None else _g(t * 100) for name, t in comparison.thresholds.items()}
     for e in comparison.entries:
         key = e.key
-        start = line([e.verdict, e.kind, *["" if key.get(k) is None else key[k] for k in keys],
-                      key.get("group", ""), e.phase or "", e.baseline_status or "", e.current_status or ""])
+        cells = [e.verdict, e.kind, *["" if key.get(k) is None else str(key[k]) for k in keys],
+                 key.get("group", ""), e.phase or "", e.baseline_status or "", e.current_status or ""]
+        start = ",".join(cells)
+        if start.count(",") != len(cells) - 1 or _CSV_QUOTED.search(start):
+            start = line(cells)  # a cell that needs quoting: the csv module's way
         test = e.test
-        end = line(([test.n_baseline, test.n_current, _g(test.p_value), _g(test.p_adjusted)] if test else
-                    ["", "", "", ""]) + ["; ".join(e.notes)])
+        figures_of_test = [test.n_baseline, test.n_current, _g(test.p_value), _g(test.p_adjusted)] if test else [""] * 4
+        end = line([*figures_of_test, "; ".join(e.notes)]) if test or e.notes else ",,,,"
         figures = e.figure_changes()
         if not figures:
             out.write(f"{start},,,,,,,{end}\n")

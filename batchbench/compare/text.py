@@ -58,8 +58,7 @@ def varying(keys: list[dict[str, Any]], columns: list[str]) -> list[str]:
     for column in columns:
         if column in ("mode", "method", "batch_size"):
             continue
-        first = keys[0].get(column) if keys else None
-        if any(k.get(column) != first for k in keys):
+        if len({k.get(column) for k in keys}) > 1:
             out.append(column)
     return out
 

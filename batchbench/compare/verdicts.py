@@ -156,26 +156,27 @@ class Summary:
     throughput_geomean_ratio: float | None
 
     def line(self) -> str:
-        judged = (f"{self.regressed} regressed, {self.improved} improved, {self.unchanged} unchanged, "
-                  f"{self.not_judged} not judged")
-        why = [f"{self.not_enough_repeats} for too few repeats"] if self.not_enough_repeats else []
-        why += [f"{self.cannot_judge} for figures that cannot be judged"] if self.cannot_judge else []
+        judged = (f"{self.regressed:,} regressed, {self.improved:,} improved, {self.unchanged:,} unchanged, "
+                  f"{self.not_judged:,} not judged")
+        why = [f"{self.not_enough_repeats:,} for too few repeats"] if self.not_enough_repeats else []
+        why += [f"{self.cannot_judge:,} for figures that cannot be judged"] if self.cannot_judge else []
         if why:
             judged += f" ({', '.join(why)})"
-        listed = f"{self.added} added, {self.removed} removed"
+        listed = f"{self.added:,} added, {self.removed:,} removed"
         if self.throughput_geomean_ratio is None:
             ratio = "no shared ok rows for a throughput ratio"
         else:
             r = self.throughput_geomean_ratio
-            ratio = f"throughput geometric mean ×{r:.3f} ({(r - 1) * 100:+.1f}%) over {self.shared_ok} shared ok rows"
+            ratio = (f"throughput geometric mean ×{r:.3f} ({(r - 1) * 100:+.1f}%) over {self.shared_ok:,} "
+                     "shared ok rows")
         return f"{judged}; {listed}; {ratio}"
 
     @property
     def headline(self) -> str:
         """The verdict in a few words: what the first line of every format says."""
-        unjudged = f"{self.unjudged} row{'s' if self.unjudged != 1 else ''} could not be judged"
+        unjudged = f"{self.unjudged:,} row{'s' if self.unjudged != 1 else ''} could not be judged"
         if self.regressed:
-            regressions = f"{self.regressed} regression{'s' if self.regressed != 1 else ''}"
+            regressions = f"{self.regressed:,} regression{'s' if self.regressed != 1 else ''}"
             return f"{regressions}; {unjudged}" if self.unjudged else regressions
         if not self.unjudged:
             return "no regressions"
