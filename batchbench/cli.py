@@ -11,7 +11,9 @@ from pathlib import Path
 import click
 
 from batchbench import __version__
-from batchbench.errors import BatchbenchError, ConfigError
+from batchbench.axes import AXES
+from batchbench.axes import SPEC as AXIS_SPEC
+from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep
 
 
 def sweep_options(func):
@@ -28,10 +30,7 @@ def sweep_options(func):
         click.option("--margin", help="Memory margin for the safe batch size, e.g. 10%."),
         click.option("--slo-ms", type=float, help="Latency budget per batch, in ms."),
         click.option("--percentile", type=float, help="The latency percentile the SLO applies to (default 99)."),
-        click.option("--precision", help="Axis: float32,mixed_float16,mixed_bfloat16"),
-        click.option("--jit-compile", help="Axis: false,true,auto"),
-        click.option("--backend", help="Axis: tensorflow,jax,torch"),
-        click.option("--strategy", help="Axis: default,mirrored"),
+        *(click.option(axis.option, help=f"Axis, a comma list of {axis.choices}: {axis.meaning}.") for axis in AXIS_SPEC),
         click.option("--resume", type=click.Path(path_type=Path), help="Finish an interrupted run directory."),
         click.option("--num-processes", type=int, help="Multi-process run (JAX): how many processes in all."),
         click.option("--process-id", type=int, help="Multi-process run: this process's rank, 0 to N-1."),
@@ -59,7 +58,7 @@ def _overrides(kw: dict) -> dict:
             out["batch_sizes"] = parse_batch_sizes(kw["batch_sizes"])
         except ValueError as exc:
             raise ConfigError(str(exc), key="--batch-sizes") from None
-    for key in ("modes", "methods", "precision", "backend", "strategy", "jit_compile"):
+    for key in ("modes", "methods", *AXES):
         if kw.get(key) is not None:
             out[key] = parse_list(kw[key])
     for key in ("repeats", "memory_limit", "device_memory_limit", "margin", "slo_ms", "percentile"):
@@ -153,7 +152,7 @@ def _handle_errors(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except (BatchbenchError, click.ClickException, SystemExit):
+        except (BatchbenchError, InterruptedSweep, click.ClickException, SystemExit):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -161,7 +160,19 @@ def _handle_errors(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """batchbench's errors are plain exceptions (the worker needs no click): here they become
+    their message on stderr and their exit code."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (BatchbenchError, InterruptedSweep) as exc:
+            exc.show()
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batchbench")
 def main() -> None:
     """Which batch size should I use on this hardware, and what does each one cost?

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from batchbench.axes import SPEC as AXIS_SPEC
+
 Kind = Literal["text", "int", "float", "bool", "flag_or_text"]
 
 
@@ -56,10 +58,8 @@ SPEC: tuple[Column, ...] = (
     C("headroom_mib", "float", "MiB", "memory left under the budget at the peak"),
     C("max_abs_diff", "float", "", "predict: largest difference from the smallest batch size's predictions"),
     C("consistent", "bool", "", "predict: predictions agree with the smallest batch size within float noise"),
-    C("precision", "text", "", "sweep axis: the Keras dtype policy"),
-    C("jit_compile", "flag_or_text", "", "sweep axis: `true`, `false` or `auto`"),
-    C("backend", "text", "", "sweep axis: the Keras backend"),
-    C("strategy", "text", "", "sweep axis: `default` or `mirrored`"),
+    *(C(a.name, "flag_or_text" if any(isinstance(v, bool) for v in a.values) else "text", "",
+        f"sweep axis: {a.meaning}") for a in AXIS_SPEC),
     C("replicas", "int", "", "devices the global batch is split over"),
     C("per_replica_batch_size", "int", "samples", "each replica's share of the batch"),
     C("processes", "int", "", "multi-process runs: processes"),

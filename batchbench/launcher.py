@@ -8,16 +8,18 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from batchbench.axes import AXES
 from batchbench.config import Config
+from batchbench.distributed import Distributed
 from batchbench.errors import ConfigError
+from batchbench.rundir import default_run_dir
 from batchbench.runfiles import make_dir, open_append
 from batchbench.runner import python_command
-from batchbench.sweep import Distributed, default_run_dir
 
 # Options passed through to the peers unchanged (their value, if any, follows).
 FLAGS = ("find_max",)
 PASS_THROUGH = ("join_timeout", "batch_sizes", "modes", "methods", "repeats", "memory_limit", "device_memory_limit", "margin",
-                "slo_ms", "percentile", "precision", "jit_compile", "backend", "strategy")
+                "slo_ms", "percentile", *AXES)
 
 
 def free_port_range(count: int = 200) -> int:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 
 def find_module(name: str, base_dir: str) -> importlib.machinery.ModuleSpec | None:
-    """Where `import name` would find its source, with the config's folder first on the path as
-    in the worker. Unlike importlib.util.find_spec('a.b') it runs no package __init__ on the way."""
+    """Where `import name` would find its source, with the config's folder LAST on the path as
+    in the worker (it can shadow nothing there: `random:build` is the standard library's).
+    Unlike importlib.util.find_spec('a.b') it runs no package __init__ on the way."""
     parts = name.split(".")
-    search: list[str] | None = [base_dir, *sys.path]
+    search: list[str] | None = [*sys.path, base_dir]
     spec = None
     for depth in range(1, len(parts) + 1):
         full = ".".join(parts[:depth])

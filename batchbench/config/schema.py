@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from batchbench.axes import AXES, BACKENDS, JIT_COMPILE, PRECISIONS, STRATEGIES
+from batchbench.axes import BY_NAME as AXIS
 from batchbench.config.settings import measured_settings, settings_hash
 from batchbench.config.values import (
     MAX_NAME_LENGTH,
@@ -46,11 +48,7 @@ MODES = ("fit", "predict")
 METHODS = ("predict", "serve")
 LR_SCALINGS = ("none", "linear", "sqrt")
 PERCENTILES = (50, 90, 95, 99, 100)  # the latencies a row records
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16", "float16", "bfloat16")
-JIT_COMPILE = (True, False, "auto")
-BACKENDS = ("tensorflow", "jax", "torch")
-STRATEGIES = ("default", "mirrored")
-AXES = ("precision", "jit_compile", "backend", "strategy")
+# The axes' values live with the axes (batchbench/axes.py), the fields here.
 MODEL_SOURCES = ("builtin", "application", "path", "factory")
 DATA_SOURCES = ("synthetic", "npz", "csv", "callable")
 
@@ -294,10 +292,10 @@ class SweepSpec(_Strict):
     base_batch_size: Int | None = Field(default=None, gt=0)
     lr_warmup_epochs: Int = Field(default=0, ge=0)
     target: TargetSpec | None = None
-    precision: list[Precision] = Field(default_factory=lambda: ["float32"])
-    jit_compile: list[JitCompile] = Field(default_factory=lambda: ["auto"])
-    backend: list[Backend] = Field(default_factory=lambda: ["tensorflow"])
-    strategy: list[Strategy] = Field(default_factory=lambda: ["default"])
+    precision: list[Precision] = Field(default_factory=lambda: [AXIS["precision"].default])
+    jit_compile: list[JitCompile] = Field(default_factory=lambda: [AXIS["jit_compile"].default])
+    backend: list[Backend] = Field(default_factory=lambda: [AXIS["backend"].default])
+    strategy: list[Strategy] = Field(default_factory=lambda: [AXIS["strategy"].default])
 
     @field_validator("percentile")
     @classmethod

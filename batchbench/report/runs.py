@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchbench.axes import AXES
 from batchbench.recommend import group_key, summarize
 from batchbench.results import ResultsFormatError, locate_run, read_rows, read_run_json
 
-AXES = ("precision", "jit_compile", "backend", "strategy")
 MIB = 2**20
 MODES = ("fit", "predict")
 STATUSES = ("ok", "oom", "error", "timeout", "skipped")

@@ -18,7 +18,7 @@ DEFAULT_SHAPES = {"mlp": (32,), "cnn": (32, 32, 3)}
 def import_callable(target: str, key: str, base_dir: str) -> Any:
     """'package.module:function' -> the function; the config's folder is importable."""
     if base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
+        sys.path.append(base_dir)  # last: a module beside the config shadows nothing
     module_name, _, attr = target.partition(":")
     try:
         module = importlib.import_module(module_name)
