@@ -663,11 +663,18 @@ def test_json_rows_are_what_json_dumps_would_write(base: Path, tmp_path: Path):
     from batchbench.compare.formats import entry_dict, row_json
     from batchbench.compare.metrics import parse_thresholds
 
-    head = make_run(tmp_path / "head", seed=2, scale={"fit-b64": 0.8}, rows={"fit-b16": {"peak_host_mib": 0.0}})
+    zero = {"peak_host_mib": 0.0, "step_ms_max": 0.0}  # a change from 0: none, or not a number
+    base = make_run(tmp_path / "zero-base", rows={"fit-b16": zero, "predict-predict-b16": zero})
+    head = make_run(tmp_path / "head", seed=2, scale={"fit-b64": 0.8},
+                    rows={"fit-b16": {**zero, "step_ms_max": 5.0}, "predict-predict-b16": {"peak_host_mib": 9.0}})
     comparison = compare_runs(load_run(base), load_run(head), parse_thresholds())
     assert {e.quiet is None for e in comparison.entries} == {True, False}  # quiet rows and judged ones
     for entry in comparison.entries:
         assert json.loads(row_json(entry)) == json.loads(json.dumps(entry_dict(entry)))
+    lines = list(csv.DictReader(io.StringIO(compare(base, head, "--format", "csv").stdout)))
+    fit16 = {r["metric"]: r for r in lines if r["mode"] == "fit" and r["batch_size"] == "16"}
+    assert fit16["peak_host_mib"]["change_pct"] == "0" and fit16["step_ms_max"]["change_pct"] == ""
+    assert fit16["step_ms_max"]["outcome"] == "reported" and fit16["peak_host_mib"]["outcome"] == "within threshold"
 
 
 def test_compare_scale_benchmark_runs(tmp_path: Path):

@@ -11,9 +11,11 @@ import io
 import json
 import math
 import re
+from functools import cache
 from typing import Any, TextIO
 
 from batchbench.compare.cells import COLUMNS, NUMERIC, cells, method_text
+from batchbench.compare.metrics import ROW_METRICS
 from batchbench.compare.text import safe, varying
 from batchbench.compare.verdicts import (
     ADDED,
@@ -24,7 +26,9 @@ from batchbench.compare.verdicts import (
     NOT_JUDGED,
     REGRESSION,
     REMOVED,
+    REPORTED,
     UNCHANGED,
+    WITHIN_THRESHOLD,
     Comparison,
     Entry,
 )
@@ -141,20 +145,38 @@ def summary_dict(comparison: Comparison) -> dict[str, Any]:
     })
 
 
-def row_json(e: Entry) -> str:
-    """entry_dict(e) as JSON on one line. Its figures are written by hand, for speed (a test holds
-    them equal to json.dumps'): every part is a finite float, null, or one of compare's own names."""
-    figures = ", ".join([
-        f'{{"metric": "{name}", "baseline": {b!r}, "current": {c!r}, '
-        f'"change": {"null" if change == math.inf else repr(change)}, '
-        f'"threshold": {"null" if threshold is None else repr(threshold)}, '
-        f'"higher_is_better": {"true" if name in HIGHER_IS_BETTER else "false"}, "outcome": "{outcome}"}}'
-        for name, b, c, change, threshold, outcome in e.figure_changes()])
+@cache
+def _frame(name: str, threshold: float | None, outcome: str) -> tuple[str, str]:
+    """The fixed text of one figure's JSON, before its baseline and after its change."""
+    return (f'{{"metric": "{name}", "baseline": ',
+            f', "threshold": {"null" if threshold is None else repr(threshold)}, '
+            f'"higher_is_better": {"true" if name in HIGHER_IS_BETTER else "false"}, "outcome": "{outcome}"}}')
+
+
+def quiet_frames(thresholds: dict[str, float | None]) -> list[tuple[str, str]]:
+    """The frames of a quiet row's figures, in ROW_METRICS order: the same for every quiet row."""
+    return [_frame(name, t := thresholds.get(name), REPORTED if t is None else WITHIN_THRESHOLD) for name in ROW_METRICS]
+
+
+def row_json(e: Entry, frames: list[tuple[str, str]] | None = None) -> str:
+    """entry_dict(e) as JSON on one line, written by hand for speed (a test holds it equal to
+    json.dumps'): the figures are finite floats, a change is null only from a baseline of 0, and
+    every other part is compare's own names or json.dumps' own output."""
     if e.quiet is not None and e.key:
-        # unchanged, both ok, no test, no notes: only the key and the phase vary
+        # unchanged, both ok, no test, no notes, every figure within its threshold: the key,
+        # the phase and the numbers are all that vary
+        frames = frames or quiet_frames(e.quiet)
+        figures = ", ".join([f'{pre}{b!r}, "current": {c!r}, "change": '
+                             f'{repr(c / b - 1.0) if b else "0.0" if c == 0 else "null"}{post}'
+                             for (pre, post), b, c in zip(frames, e.baseline.figures, e.current.figures)
+                             if b is not None and c is not None])
+        phase = "null" if e.phase is None else json.dumps(e.phase)
         head = (f'{{"verdict": "{UNCHANGED}", "kind": "trial", {json.dumps(e.key, allow_nan=False)[1:-1]}, '
-                f'"phase": {json.dumps(e.phase)}, {_QUIET_TAIL}')
+                f'"phase": {phase}, {_QUIET_TAIL}')
     else:
+        figures = ", ".join([f'{(frame := _frame(name, threshold, outcome))[0]}{b!r}, "current": {c!r}, '
+                             f'"change": {"null" if change == math.inf else repr(change)}{frame[1]}'
+                             for name, b, c, change, threshold, outcome in e.figure_changes()])
         head = json.dumps(entry_dict(e, with_metrics=False), allow_nan=False)[:-1]
     return f'{head}, "metrics": [{figures}]}}'
 
@@ -166,9 +188,9 @@ def write_json(comparison: Comparison, out: TextIO) -> None:
     """The document, indented, with one row per line (a row is small; 100,000 of them are not)."""
     head = json.dumps(summary_dict(comparison), indent=2, default=str, allow_nan=False)
     out.write(head[:-2] + ',\n  "rows": [')
-    sep = "\n    "
+    sep, frames = "\n    ", quiet_frames(comparison.thresholds)
     for e in comparison.entries:
-        out.write(sep + row_json(e))
+        out.write(sep + row_json(e, frames))
         sep = ",\n    "
     out.write("\n  ]\n}\n")
 
@@ -209,6 +231,8 @@ def write_csv(comparison: Comparison, out: TextIO) -> None:
     out.write(line(CSV_COLUMNS[:2] + keys + CSV_COLUMNS[2:]) + "\n")
     out.write(line([summary.verdict, "summary", *[""] * (len(keys) + 14), f"{summary.headline}: {summary.line()}"]) + "\n")
     thresholds = {name: "" if t is None else _g(t * 100) for name, t in comparison.thresholds.items()}
+    quiet = [(f",{name},", f",{thresholds[name]},{REPORTED if comparison.thresholds.get(name) is None else WITHIN_THRESHOLD}"
+              ",,,,,\n") for name in ROW_METRICS]
     for e in comparison.entries:
         key = e.key
         cells = [e.verdict, e.kind, *["" if key.get(k) is None else str(key[k]) for k in keys],
@@ -219,10 +243,16 @@ def write_csv(comparison: Comparison, out: TextIO) -> None:
         test = e.test
         figures_of_test = [test.n_baseline, test.n_current, _g(test.p_value), _g(test.p_adjusted)] if test else [""] * 4
         end = line([*figures_of_test, "; ".join(e.notes)]) if test or e.notes else ",,,,"
+        # metric names, outcomes and figures need no quoting: finite floats, a change inf only from a 0 baseline
+        if e.quiet is not None:  # within every threshold, no test, no notes: the frames are fixed
+            out.write("".join([f"{start}{pre}{b:.6g},{c:.6g},"
+                               f"{format((c / b - 1.0) * 100, '.6g') if b else '' if c else '0'}{post}"
+                               for (pre, post), b, c in zip(quiet, e.baseline.figures, e.current.figures)
+                               if b is not None and c is not None]))
+            continue
         figures = e.figure_changes()
         if not figures:
             out.write(f"{start},,,,,,,{end}\n")
-        # metric names, outcomes and figures need no quoting: finite floats, a change inf only from a 0 baseline
         out.write("".join([f"{start},{name},{b:.6g},{c:.6g},{'' if change == math.inf else format(change * 100, '.6g')},"
                            f"{thresholds[name]},{outcome},{end}\n" for name, b, c, change, _, outcome in figures]))
 

@@ -47,6 +47,7 @@ FAILED = ("oom", "error", "timeout")
 # further than this outside their range is not rounding, it is a different number.
 AGREEMENT = 0.01
 ROW_WARNINGS = 10  # warnings that name a row, before "and N more"
+THROUGHPUT = ROW_METRICS.index("throughput_sps")
 
 
 # ---------------------------------------------------------------------------- judging
@@ -104,7 +105,7 @@ def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str,
         if total - total != 0.0 and not all(map(math.isfinite, values)):  # NaN or inf among them
             doubts.append(f"run.json's raw repeats in the {side} hold {'nan' if any(map(math.isnan, values)) else 'inf'}")
             continue
-        figure, low, high = row.get("throughput_sps"), min(values), max(values)
+        figure, low, high = row.figures[THROUGHPUT], min(values), max(values)
         if real(figure) and not low * (1 - AGREEMENT) <= figure <= high * (1 + AGREEMENT):
             doubts.append(f"results.csv says throughput_sps {number(figure)} in the {side}, but its {len(values)} "
                           f"raw repeats in run.json say {number(low)}–{number(high)}")
