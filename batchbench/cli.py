@@ -192,7 +192,7 @@ def main() -> None:
                 pass
 
 
-@main.command()
+@main.command(short_help="Sweep batch sizes through fit and predict.")
 @click.argument("config", required=False)
 @sweep_options
 @_handle_errors
@@ -201,7 +201,7 @@ def sweep(config, **kw):
     run_sweep_command(_prepare(config, kw), kw)
 
 
-@main.command("predict-throughput")
+@main.command("predict-throughput", short_help="Inference only: throughput and latency.")
 @click.argument("config", required=False)
 @click.option("--model", "model_ref", help="builtin:NAME, application:NAME, a model file, or module:function.")
 @click.option("--input-shape", help="e.g. 96,96,3, where the model leaves it open.")
@@ -216,7 +216,7 @@ def predict_throughput(config, model_ref, input_shape, **kw):
                                input_shape=input_shape), kw)
 
 
-@main.command()
+@main.command(short_help="Check a config; run nothing.")
 @click.argument("config")
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
@@ -228,7 +228,7 @@ def validate(config):
                f"batch sizes {', '.join(map(str, cfg.sweep.batch_sizes))} ({n}), modes {', '.join(cfg.sweep.modes)}")
 
 
-@main.command()
+@main.command(short_help="What this machine and TensorFlow see.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @click.option("--backend", default="tensorflow", help="Which Keras backend's view to report.")
 def env(as_json, backend):
@@ -248,7 +248,7 @@ def env(as_json, backend):
     render_env(record, busy_warning(record))
 
 
-@main.command()
+@main.command(short_help="CI verdict: did CURRENT regress from BASELINE?")
 @click.argument("baseline")
 @click.argument("current")
 @click.option("--threshold", multiple=True, help="5% for all metrics, or METRIC=10%; repeatable.")
@@ -264,7 +264,7 @@ def compare(baseline, current, threshold, fmt, fail_on, strict_env, alpha):
                              strict_env=strict_env, alpha=alpha))
 
 
-@main.command()
+@main.command(short_help="Tables, plots and reports from saved runs.")
 @click.argument("run_dirs", nargs=-1, required=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Where a multi-run report goes.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md")

@@ -294,3 +294,22 @@ def test_a_factory_that_raises_names_the_users_line_and_keeps_the_traceback(tmp_
     assert "Traceback" in log.read_text() and "raise ValueError('oops')" in log.read_text()
     verbose = run_cli("sweep", config, "--out", tmp_path / "run2", "-v")
     assert verbose.returncode == 2 and "raise ValueError('oops')" in verbose.stderr
+
+
+def test_top_level_help_does_not_cut_command_descriptions():
+    code, out, _ = cli("--help")
+    commands = out[out.index("Commands:"):]
+    assert code == 0 and "..." not in commands
+    for name in ("sweep", "predict-throughput", "compare", "validate", "env", "report"):
+        assert name in commands
+
+
+def test_a_look_alike_application_name_suggests_the_one_it_looks_like(tmp_path):
+    from batchbench.config import keras_application_names
+
+    if not keras_application_names():
+        pytest.skip("keras is not installed")
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {application: EfficientNetBO}\nsweep: {batch_sizes: [8]}\n")
+    code, _, err = cli("validate", path)
+    assert code == 2 and "did you mean EfficientNetB0?" in err

@@ -66,9 +66,15 @@ def _check_application(name: str) -> str | None:
     names = keras_application_names()
     if not names or name in names:
         return None
-    guess = difflib.get_close_matches(name, sorted(names), n=3)
+    # Look-alike characters first (EfficientNetBO is EfficientNetB0, not B7), then spelling.
+    alike = [n for n in sorted(names) if _lookalike(n) == _lookalike(name)]
+    guess = alike[:1] or difflib.get_close_matches(name, sorted(names), n=3)
     hint = f"did you mean {either(guess)}?" if guess else "expected a keras.applications name such as MobileNetV2"
     return f"got {show(name)}, which keras.applications does not have, {hint}"
+
+
+def _lookalike(name: str) -> str:
+    return name.lower().replace("o", "0").replace("l", "1").replace("i", "1").replace("-", "").replace("_", "")
 
 
 def _check_output_dir(path: str) -> str | None:
