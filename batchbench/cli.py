@@ -253,11 +253,19 @@ def env(as_json, backend):
 @click.argument("current")
 @click.option("--threshold", multiple=True, help="5% for all metrics, or METRIC=10%; repeatable.")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json", "csv"]), default="table")
-@click.option("--fail-on", type=click.Choice(["regression", "never"]), default="regression")
+@click.option("--fail-on", type=click.Choice(["regression", "never"]), default="regression",
+              help="regression (default): exit 1 on a regression, else 4 when a row moved beyond its threshold "
+                   "but could not be judged; never: report only, exit 0 (--strict-env's 3 still applies).")
 @click.option("--strict-env", is_flag=True, help="Exit 3 when the two runs' environments differ.")
 @click.option("--alpha", type=float, default=0.05, help="Significance level after correction.")
 def compare(baseline, current, threshold, fmt, fail_on, strict_env, alpha):
-    """Regression verdicts between two runs (run directories or results.csv files)."""
+    """Regression verdicts between two runs (run directories or results.csv files).
+
+    \b
+    Exit codes: 0 no regression; 1 regression; 2 bad input; 3 environments differ under
+    --strict-env (wins over all); 4 a row moved beyond its threshold but could not be judged
+    (too few repeats, NaN/inf figures, results.csv and run.json that disagree).
+    """
     from batchbench.compare import compare_command
 
     sys.exit(compare_command(baseline, current, thresholds=threshold, fmt=fmt, fail_on=fail_on,

@@ -106,7 +106,7 @@ def _records(path: Path, text: str, strict: bool) -> tuple[list[str], list[dict[
 
 def _read_text(path: Path) -> str:
     try:
-        with open_read(path) as fh:
+        with open(path, encoding="utf-8", newline="") as fh:  # reading changes nothing: links are fine
             return fh.read()
     except UnicodeDecodeError:
         raise ResultsFormatError(f"{path}: not UTF-8 text, expected a batchbench results file") from None
@@ -252,7 +252,7 @@ def read_run_json(path: Path) -> dict[str, Any]:
     try:
         if path.stat().st_size > MAX_RUN_JSON_BYTES:
             raise ResultsFormatError(f"{path}: over {MAX_RUN_JSON_BYTES // 2**20} MiB, not a batchbench run.json")
-        with open_read(path) as fh:
+        with open(path, encoding="utf-8") as fh:  # a linked run.json is read; it is replaced, never written through
             data = json.load(fh)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else \

@@ -31,7 +31,8 @@ def test_a_precision_by_xla_grid_reports_every_group_and_the_fastest(tmp_path, w
     assert recs["overall"]["batch_size"] == best["batch_size"]
     assert recs["overall"]["group"] == (f"fit|precision={best['precision']}|"
                                         f"jit_compile={str(best['jit_compile']).lower()}")
-    assert "XLA" in result.stderr  # the known-slow combination on a CPU is named
+    # XLA's known slowness on CPUs is for convolutional models: an MLP is not warned about it.
+    assert "convolutional" not in result.stderr
 
 
 def test_the_axis_override_is_validated(write_config):
