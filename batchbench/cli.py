@@ -17,7 +17,7 @@ from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep
 
 
 def sweep_options(func):
-    """Options shared by `sweep` and `predict-throughput` (DESIGN.md)."""
+    """Options shared by `sweep` and `predict-throughput`."""
     options = [
         click.option("--out", type=click.Path(path_type=Path), help="The run directory (exact)."),
         click.option("--batch-sizes", help="8,16,32 or a range 1-256 (every power of two in it)."),
@@ -136,7 +136,7 @@ def run_sweep_command(prepared, kw: dict) -> None:
 
 
 def _write_reports(outcome, config) -> None:
-    """Plots and report.md beside the results (issue #9); never fatal to a finished sweep."""
+    """Plots and report.md beside the results; never fatal to a finished sweep."""
     try:
         from batchbench.report import write_run_report
     except ImportError:

@@ -22,7 +22,7 @@ class Column:
 
 C = Column
 SPEC: tuple[Column, ...] = (
-    # The contract (DESIGN.md) first.
+    # The columns every run has (the contract) first.
     C("run_id", "text", "", "which run"),
     C("name", "text", "", "the config's name"),
     C("model", "text", "", "which model"),
