@@ -1,8 +1,6 @@
 """batchbench: which batch size should I use on this hardware, and what does each one cost?"""
 
-__version__ = "0.1.0"
-RESULTS_SCHEMA_VERSION = 2
-DISTRIBUTION = "keras-batchbench"  # the name on PyPI (PyPI's "batchbench" is another project)
+from batchbench.version import DISTRIBUTION, RESULTS_SCHEMA_VERSION, __version__
 
 __all__ = ["__version__", "DISTRIBUTION", "RESULTS_SCHEMA_VERSION", "run_sweep"]
 

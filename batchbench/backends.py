@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import importlib.util
 
-from batchbench import DISTRIBUTION
 from batchbench.config import Config
 from batchbench.errors import ConfigError
+from batchbench.version import DISTRIBUTION
 
 EXTRAS = {"jax": "jax", "torch": "torch"}
 

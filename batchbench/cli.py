@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from batchbench import __version__
 from batchbench.axes import AXES
 from batchbench.axes import SPEC as AXIS_SPEC
 from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep
+from batchbench.version import __version__
 
 
 def sweep_options(func):

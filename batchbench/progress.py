@@ -4,12 +4,12 @@ the trials so far."""
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any
 
 from rich.markup import escape
 
+from batchbench.numbers import is_number
 from batchbench.report.text import clean
 
 
@@ -68,15 +68,15 @@ class LineProgress:
             return f"{head}  {tail} (kept from the earlier run)"
         if status == "ok":
             parts = [_figure(row.get("throughput_sps"), "samples/s")]
-            if _finite(row.get("step_ms_median")):
+            if is_number(row.get("step_ms_median")):
                 parts.append(f"p50 {row['step_ms_median']:.3g} ms")
-            memory = row.get("peak_device_mib") if _finite(row.get("peak_device_mib")) else row.get("peak_host_mib")
-            if _finite(memory):
+            memory = row.get("peak_device_mib") if is_number(row.get("peak_device_mib")) else row.get("peak_host_mib")
+            if is_number(memory):
                 parts.append(f"{memory:,.0f} MiB")
             tail += "  " + ", ".join(p for p in parts if p)
         elif row.get("error"):
             tail += f"  {plain(row['error'])}"
-        if status != "skipped" and _finite(row.get("wall_s")):
+        if status != "skipped" and is_number(row.get("wall_s")):
             self.ran.append(float(row["wall_s"]))
             tail += f"  ({row['wall_s']:.1f} s)"
         left = self.total - event["index"]
@@ -88,11 +88,7 @@ class LineProgress:
         pass
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _figure(value: Any, unit: str) -> str:
-    if not _finite(value):
+    if not is_number(value):
         return ""
     return f"{value:,.0f} {unit}" if abs(value) >= 100 else f"{value:.3g} {unit}"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
+
+from batchbench.numbers import is_number
 
 NEAR_BEST = 0.95   # smallest batch within 5% of the best throughput
 KNEE = 0.90        # smallest batch reaching 90% of the best throughput
@@ -19,17 +20,13 @@ def group_key(row: dict, varying: list[str]) -> str:
 
 
 def _ok(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("status") == "ok" and _num(r.get("throughput_sps"))]
+    return [r for r in rows if r.get("status") == "ok" and is_number(r.get("throughput_sps"))]
 
 
 def _timed(rows: list[dict]) -> list[dict]:
     """Rows that answer "how fast": the ladder. find-max's search and confirm trials answer
     "does it fit" (short, one-off, often on a machine still busy with the previous one)."""
     return [r for r in _ok(rows) if r.get("phase") in (None, "", "ladder")]
-
-
-def _num(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: float = 99) -> dict[str, Any]:
@@ -48,7 +45,7 @@ def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: f
         out["knee"] = min(r["batch_size"] for r in knee)
         if slo_ms is not None:
             column = latency_column(percentile)
-            within = [r for r in ok if _num(r.get(column)) and r[column] <= slo_ms]
+            within = [r for r in ok if is_number(r.get(column)) and r[column] <= slo_ms]
             out["slo"] = max(within, key=lambda r: r["throughput_sps"])["batch_size"] if within else None
     return out
 

@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from batchbench import RESULTS_SCHEMA_VERSION
 from batchbench.columns import BOOL_COLUMNS, COLUMNS, INT_COLUMNS, TEXT_COLUMNS
 from batchbench.errors import BatchbenchError, OutputError
+from batchbench.numbers import finite
 from batchbench.runfiles import make_dir, open_append, open_read, refuse_symlink, write_atomic
+from batchbench.version import RESULTS_SCHEMA_VERSION
 
 __all__ = ["BOOL_COLUMNS", "COLUMNS", "INT_COLUMNS", "TEXT_COLUMNS", "RESULTS_CSV", "RUN_JSON", "ResultsFormatError",
            "ResultsWriter", "load_results", "load_trial_records", "locate_run", "read_rows", "read_run_json",
@@ -272,17 +273,6 @@ def read_run_json(path: Path) -> dict[str, Any]:
         if data.get(key) is not None and not isinstance(data[key], kind):
             raise ResultsFormatError(f"{path}: {key}: got {type(data[key]).__name__}, expected a mapping")
     return data
-
-
-def finite(obj: Any) -> Any:
-    """JSON has no NaN: store null."""
-    if isinstance(obj, float):
-        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    return obj
 
 
 def dumps(obj: Any) -> str:

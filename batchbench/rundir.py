@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from batchbench import RESULTS_SCHEMA_VERSION
 from batchbench.config import Config, diff_settings
 from batchbench.errors import ConfigError, OutputError
 from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsWriter, load_trial_records, read_run_json
 from batchbench.runfiles import make_dir, refuse_symlink
+from batchbench.version import RESULTS_SCHEMA_VERSION
 
 LOCK_NAME = ".batchbench.lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

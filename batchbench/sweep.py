@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchbench import RESULTS_SCHEMA_VERSION, __version__
 from batchbench.backends import check_backends
 from batchbench.budget import MemoryBudget, memory_budget
 from batchbench.config import Config
@@ -31,6 +30,7 @@ from batchbench.rundir import RunStart, default_run_dir, invocation, now_iso, op
 from batchbench.runfiles import write_atomic
 from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
 from batchbench.summary import slow_combinations, sweep_summary
+from batchbench.version import RESULTS_SCHEMA_VERSION, __version__
 
 # Re-exported for the callers that knew them here.
 __all__ = ["Distributed", "Sweep", "SweepOptions", "SweepOutcome", "check_backends", "default_run_dir"]

@@ -32,6 +32,7 @@ from batchbench.compare.verdicts import (
     Comparison,
     Entry,
 )
+from batchbench.numbers import finite
 
 ICON = {REGRESSION: "❌", IMPROVEMENT: "✅", NOT_ENOUGH_REPEATS: "⚠️", CANNOT_JUDGE: "⚠️", NOT_JUDGED: "⚠️",
         ADDED: "➕", REMOVED: "➖", UNCHANGED: ""}
@@ -93,17 +94,6 @@ def render_markdown(comparison: Comparison) -> str:
 
 
 # ---------------------------------------------------------------------------- json
-def _finite(value: Any) -> Any:
-    """NaN and inf are not JSON: a figure that is not a number is written as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def entry_dict(e: Entry, with_metrics: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {"verdict": e.verdict, "kind": e.kind, **e.key, "phase": e.phase,
                            "baseline_status": e.baseline_status, "current_status": e.current_status,
@@ -126,7 +116,7 @@ def summary_dict(comparison: Comparison) -> dict[str, Any]:
     """Everything but the rows: the verdict (first), summary, warnings, environments, settings."""
     summary = comparison.summary()
     env = comparison.environment
-    return _finite({
+    return finite({
         "verdict": summary.verdict,  # regression | cannot judge | ok
         "headline": summary.headline,
         "baseline": {"path": comparison.baseline.label, "has_run_json": comparison.baseline.has_samples},

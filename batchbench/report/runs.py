@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchbench.axes import AXES
+from batchbench.numbers import is_number
 from batchbench.recommend import group_key, summarize
 from batchbench.results import ResultsFormatError, locate_run, read_rows, read_run_json
 
@@ -16,16 +16,6 @@ MIB = 2**20
 MODES = ("fit", "predict")
 STATUSES = ("ok", "oom", "error", "timeout", "skipped")
 MAX_BATCH = 2**31
-
-
-def is_number(value: Any) -> bool:
-    """A finite int or float (not a bool); an int too large for a float is no figure either."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
 
 
 def group_rows(rows: list[dict], varying: list[str]) -> dict[str, list[dict]]:

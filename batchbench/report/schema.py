@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batchbench.report.runs import is_number
+from batchbench.numbers import is_number
 from batchbench.report.text import brief
 
 
