@@ -14,11 +14,12 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+from batchbench.axes import AXES
 from batchbench.compare.metrics import ROW_METRICS
 from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsFormatError, locate_run, parse_value, read_run_json
 
 # The columns rows are matched by, in the order a label names them.
-KEY_COLUMNS = ("model", "mode", "method", "batch_size", "precision", "jit_compile", "backend", "strategy")
+KEY_COLUMNS = ("model", "mode", "method", "batch_size", *AXES)
 REQUIRED = ("batch_size", "status", "mode")
 FIELDS = ("status", "error", "trial_id", "phase")
 _KEY_AT = {name: i for i, name in enumerate(KEY_COLUMNS)}
