@@ -133,3 +133,32 @@ def test_a_target_on_an_error_metric_is_lower_is_better():
 
     assert target_label("val_mae", 0.5) == "val_mae<=0.5" and target_label("val_loss", 1) == "val_loss<=1"
     assert target_label("val_accuracy", 0.9) == "val_accuracy>=0.9"
+
+
+def test_a_full_disk_between_record_and_csv_row_loses_nothing_on_resume(tmp_path):
+    """The trial's record (row + samples) is saved before its CSV row: a write that fails after
+    it (a full disk) ends the sweep, and resume puts the row back, samples included, without
+    running the trial again."""
+    from batchbench.errors import OutputError
+
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"]}), base_dir=tmp_path)
+    calls = {"n": 0}
+
+    def full_disk():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+
+    fake = FakeWorker(lambda mode, method, batch: ok(batch))
+    options = SweepOptions(out=tmp_path / "run", worker_factory=lambda *a: fake, write_fault=full_disk)
+    with pytest.raises(OutputError, match="No space left"):
+        Sweep(config, options).run()
+    assert [r["batch_size"] for r in read_rows(tmp_path / "run" / "results.csv")] == [8]
+    again = FakeWorker(lambda mode, method, batch: ok(batch))
+    resumed = Sweep(config, SweepOptions(resume=tmp_path / "run", worker_factory=lambda *a: again)).run()
+    trials = [r["trial"]["batch_size"] for r in again.requests if r["op"] == "trial"]
+    assert trials == []  # b16 came back from its record: nothing ran again
+    assert sorted(r["batch_size"] for r in read_rows(tmp_path / "run" / "results.csv")) == [8, 16]
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert set(run["samples"]) == {"fit-b8", "fit-b16"} and run["samples"]["fit-b16"]["throughput_sps"]
+    assert resumed.exit_code == 0
