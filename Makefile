@@ -36,6 +36,7 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py --compare-scale   # compare on two 100k-row runs, every format
 
 # The README's plot, regenerated from a real run of the quickstart config.
 plots: install
