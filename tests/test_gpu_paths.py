@@ -1,7 +1,8 @@
-"""GPU code paths, exercised with small fakes of NVML and TensorFlow's memory API (no GPU here)."""
+"""GPU code paths, exercised with small fakes of NVML and TensorFlow's device and memory API (no GPU here)."""
 
 from __future__ import annotations
 
+import collections
 import sys
 import types
 
@@ -94,6 +95,65 @@ def test_no_gpu_gives_no_device_figure(monkeypatch):
     tracker = trackers.DeviceMemory("tensorflow")
     tracker.start()
     assert tracker.peak_bytes() is None
+
+
+Device = collections.namedtuple("Device", "name")
+
+
+class FakeTFDevices:
+    """tf.config's device set-up over fake GPUs, recording what batchbench asks of it."""
+
+    def __init__(self, gpus: int):
+        self.gpus = [Device(f"/physical_device:GPU:{i}") for i in range(gpus)]
+        self.cpu = Device("/physical_device:CPU:0")
+        self.visible, self.growth, self.logical = None, [], {}
+        experimental = types.SimpleNamespace(set_memory_growth=lambda gpu, on: self.growth.append(gpu))
+        self.config = types.SimpleNamespace(
+            experimental=experimental,
+            list_physical_devices=lambda kind: self.gpus if kind == "GPU" else [self.cpu],
+            set_visible_devices=lambda devices, kind: setattr(self, "visible", list(devices)),
+            set_logical_device_configuration=lambda device, configs: self.logical.__setitem__(device, configs),
+            LogicalDeviceConfiguration=lambda memory_limit=None: memory_limit)
+
+
+def configure(monkeypatch, gpus: int, device: dict, limit: int | None = None):
+    from batchbench.worker.backends import get_backend
+
+    fake = FakeTFDevices(gpus)
+    monkeypatch.setitem(sys.modules, "tensorflow", fake)
+    return fake, get_backend("tensorflow").configure_devices(device, limit)
+
+
+def test_every_gpu_gets_memory_growth_without_a_device_memory_limit(monkeypatch):
+    fake, info = configure(monkeypatch, 2, {"use": "auto"})
+    assert fake.visible == fake.growth == fake.gpus and not fake.logical
+    assert info == {"kind": "gpu", "gpus": ["/physical_device:GPU:0", "/physical_device:GPU:1"]}
+
+
+def test_a_device_memory_limit_makes_sized_logical_devices_of_the_chosen_gpu(monkeypatch):
+    fake, info = configure(monkeypatch, 2, {"use": "gpu:1", "logical_devices": 2}, limit=8 * 2**30)
+    assert fake.visible == [fake.gpus[1]] and not fake.growth
+    assert fake.logical == {fake.gpus[1]: [4096, 4096]}  # MiB each: the limit shared by the two
+    assert info["kind"] == "gpu"
+
+
+def test_cpu_logical_devices_hide_the_gpus(monkeypatch):
+    fake, info = configure(monkeypatch, 1, {"use": "cpu", "logical_devices": 3})
+    assert fake.visible == [] and fake.logical == {fake.cpu: [None, None, None]}
+    assert info == {"kind": "cpu", "gpus": []}
+
+
+@pytest.mark.parametrize("gpus, device, key, words", [
+    (2, {"use": "gpu:3"}, "device", "asks for gpu:3 but TensorFlow sees 2 GPU(s)"),
+    (0, {"use": "gpu"}, "device", "asks for a GPU but TensorFlow sees none"),
+    (1, {"use": "gpu", "logical_devices": 2}, "device.logical_devices", "needs sweep.device_memory_limit"),
+])
+def test_device_requests_tensorflow_cannot_meet_are_config_errors(monkeypatch, gpus, device, key, words):
+    from batchbench.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        configure(monkeypatch, gpus, device)
+    assert caught.value.key == key and words in caught.value.reason
 
 
 @pytest.mark.parametrize("message", [

@@ -9,6 +9,7 @@ import traceback
 from typing import Any
 
 from batchbench.errors import ConfigError
+from batchbench.worker.backends import get_backend
 from batchbench.worker.failures import classify, one_line, user_code_error
 from batchbench.worker.trackers import DeviceMemory, HostMemory, MiB, nvml_process_bytes
 
@@ -37,15 +38,14 @@ def run_job(request: dict) -> dict:
 
 
 def _setup(config: dict, axes: dict) -> dict:
-    from batchbench.worker.devices import configure
-
     backend = axes.get("backend", "tensorflow")
-    device_info = configure(config["device"], config["sweep"].get("device_memory_limit"), backend)
+    framework = get_backend(backend)
+    device_info = framework.configure_devices(config["device"], config["sweep"].get("device_memory_limit"))
     import keras
 
     precision = axes.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)
-    keras.utils.set_random_seed(int(config["sweep"]["seed"]))
+    framework.seed(int(config["sweep"]["seed"]))
     device_info["strategy"] = make_strategy(axes.get("strategy", "default"), backend, device_info)
     distributed = config.get("_distributed")
     if distributed:
@@ -75,17 +75,13 @@ def join_processes(dist: dict) -> dict:
 
 
 def make_strategy(name: str, backend: str, device_info: dict):
-    """tf.distribute.MirroredStrategy over the devices `device` names (logical devices
-    included: how the multi-device path runs on one CPU); None for the default."""
+    """tf.distribute.MirroredStrategy over the devices `device` names; None for the default."""
     if name != "mirrored":
         return None
-    if backend != "tensorflow":
+    framework = get_backend(backend)
+    if not framework.mirrored_strategy:
         raise ConfigError("strategy: mirrored is TensorFlow's; use backend tensorflow", key="sweep.strategy")
-    import tensorflow as tf
-
-    kind = "GPU" if device_info.get("kind") == "gpu" else "CPU"
-    devices = [d.name for d in tf.config.list_logical_devices(kind)]
-    return tf.distribute.MirroredStrategy(devices=devices)
+    return framework.make_mirrored_strategy(device_info)
 
 
 def _scope(device_info: dict):
@@ -120,7 +116,8 @@ class Workload:
 
         self._build = lambda: build_model(config, shape, classes)
         self.seed = seed
-        keras.utils.set_random_seed(seed)
+        self.framework = get_backend(axes.get("backend", "tensorflow"))
+        self.framework.seed(seed)
         self.model = self._build()
         self.compiled_by_source = is_compiled(self.model)
         self.input_shape = config["model"].get("input_shape") or \
@@ -154,9 +151,7 @@ class Workload:
 
     def fresh_model(self):
         """The same initial weights again: reseed, rebuild."""
-        import keras
-
-        keras.utils.set_random_seed(self.seed)
+        self.framework.seed(self.seed)
         model = self._build()
         if self.input_shape and not getattr(model, "inputs", None) and hasattr(model, "build"):
             model.build((None, *self.input_shape))
@@ -214,8 +209,6 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
         # A layer of the user's own may be what raised: keep their frames.
         raise user_code_error(f"the model cannot take this data: {one_line(exc)}",
                               data_mod.data_key(config, "x"), exc, base_dir=config["_base_dir"]) from None
-    from batchbench.worker.devices import describe_device
-
     fit = "fit" in config["sweep"]["modes"]
     if work.inference_only and fit:
         raise ConfigError("this model loads for inference only (a SavedModel folder): use modes: [predict]",
@@ -241,7 +234,7 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
         "input_shapes": [list(a.shape[1:]) for a in leaves(work.data.x)],
         "model_name": getattr(work.model, "name", ""),
         "metrics": [m for m in (config["model"].get("compile") or {}).get("metrics") or []],
-        "device": describe_device(axes.get("backend", "tensorflow")),
+        "device": get_backend(axes.get("backend", "tensorflow")).describe_device(),
         "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
         "replicas": _replicas(device_info),
     }
@@ -307,7 +300,7 @@ def run_trial(config: dict, trial: dict) -> dict:
     device_info = _setup(config, axes)
     from batchbench.worker.trackers import EnergyMeter
 
-    meter = EnergyMeter(on_gpu=device_info.get("kind") == "gpu" or _jax_or_torch_on_gpu(backend))
+    meter = EnergyMeter(on_gpu=get_backend(backend).on_gpu(device_info))
     with _scope(device_info):
         result = _measure(config, trial, axes, backend, meter, host)
     result["replicas"] = device_info.get("total_devices") or _replicas(device_info)
@@ -320,7 +313,6 @@ def run_trial(config: dict, trial: dict) -> dict:
 def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -> dict:
     device = DeviceMemory(backend)
     device.start()
-    from batchbench.worker.devices import describe_device
     from batchbench.worker.models import compile_model
     from batchbench.worker.timing import clock
 
@@ -391,21 +383,9 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -
         "nvml_process_mib": (lambda b: b / MiB if b else None)(nvml_process_bytes(os.getpid())),
         "params": work.params,
         "bn": work.has_bn,
-        "device": describe_device(backend),
+        "device": get_backend(backend).describe_device(),
         "quality": extra,
     }
-
-
-def _jax_or_torch_on_gpu(backend: str) -> bool:
-    if backend == "jax":
-        import jax
-
-        return any(d.platform == "gpu" for d in jax.devices())
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
 
 
 def noise_scale(config: dict, axes: dict) -> dict:
@@ -414,7 +394,7 @@ def noise_scale(config: dict, axes: dict) -> dict:
     from batchbench.worker.models import compile_model
 
     _setup(config, axes)
-    if axes.get("backend", "tensorflow") != "tensorflow":
+    if not get_backend(axes.get("backend", "tensorflow")).noise_scale:
         return {"status": "ok", "gradient_noise_scale": None,
                 "note": "the noise-scale estimate uses TensorFlow's GradientTape: run it with backend tensorflow"}
     work = Workload(config, axes)

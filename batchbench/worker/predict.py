@@ -1,11 +1,13 @@
 """Timing inference two ways: Keras `model.predict` as most users call it, and `serve`,
-the model called through a compiled tf.function as a serving stack calls it."""
+the model called through one compiled function (tf.function, jax.jit, ...: the backend's
+compiled_call) as a serving stack calls it."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 
+from batchbench.worker.backends import get_backend
 from batchbench.worker.data import count_rows, leaves, slice_rows
 from batchbench.worker.timing import ALIGN_MAX_PASS_S, RepeatClock, WindowRule, clock
 
@@ -110,38 +112,10 @@ class _RepeatStop(keras.callbacks.Callback):
             self.model.stop_predicting = True
 
 
-def compiled_call(model, jit_compile: bool):
-    """The model as a serving stack calls it: one compiled function, inference mode.
-    TensorFlow: tf.function (XLA when asked); JAX: jax.jit over the stateless call;
-    torch: the module under no_grad (eager)."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
-                           reduce_retracing=True), tf.convert_to_tensor
-    if backend == "jax":
-        import jax
-
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        jitted = jax.jit(lambda tv, ntv, inputs: model.stateless_call(tv, ntv, inputs, training=False)[0])
-        return (lambda inputs: jitted(trainable, non_trainable, inputs)), jax.numpy.asarray
-    if backend == "torch":
-        import torch
-
-        def call(inputs):
-            with torch.no_grad():
-                return model(inputs, training=False)
-
-        return call, keras.ops.convert_to_tensor
-    raise ValueError(f"no compiled call for backend {backend!r}")
-
-
 def measure_serve(model, x, batch_size: int, sweep: dict, jit_compile, meter=None) -> dict:
     """The model called through one compiled function on pre-made batches; each call's
     outputs are copied to the host, as a server must before it answers."""
-    fn, to_tensor = compiled_call(model, jit_compile)
+    fn, to_tensor = get_backend(keras.backend.backend()).compiled_call(model, jit_compile)
     n_batches = count_rows(x) // batch_size
     batches = [keras.tree.map_structure(to_tensor, slice_rows(x, i * batch_size, (i + 1) * batch_size))
                for i in range(n_batches)]

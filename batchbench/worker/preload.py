@@ -7,15 +7,11 @@ import os
 
 def import_frameworks() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     import numpy  # noqa: F401
 
-    if backend == "tensorflow":
-        import tensorflow  # noqa: F401
-    elif backend == "jax":
-        import jax  # noqa: F401
-    elif backend == "torch":
-        import torch  # noqa: F401
+    from batchbench.worker.backends import current
+
+    current().preload()
     import keras  # noqa: F401
 
     import batchbench.worker.job  # noqa: F401

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batchbench.worker.backends import get_backend
+
 MiB = 2**20
 
 
@@ -52,62 +54,18 @@ def _status_kib(field: str) -> int | None:
 
 class DeviceMemory:
     """Peak accelerator memory of the tracked region, from the framework's own allocator
-    (TF: get_memory_info after reset_memory_stats) and NVML's per-process view."""
+    (each backend's reset_peak_memory and peak_memory_bytes; NVML's per-process view is
+    nvml_process_bytes)."""
 
     def __init__(self, backend: str = "tensorflow") -> None:
-        self.backend = backend
+        self.backend = get_backend(backend)
         self.devices: list[str] = []
 
     def start(self) -> None:
-        if self.backend != "tensorflow":
-            return
-        import tensorflow as tf
-
-        self.devices = [d.name.replace("/device:", "") for d in tf.config.list_logical_devices("GPU")]
-        for name in self.devices:
-            try:
-                tf.config.experimental.reset_memory_stats(name)
-            except (ValueError, RuntimeError):
-                pass
+        self.devices = self.backend.reset_peak_memory()
 
     def peak_bytes(self) -> int | None:
-        if self.backend == "jax":
-            return _jax_peak()
-        if self.backend == "torch":
-            return _torch_peak()
-        if not self.devices:
-            return None
-        import tensorflow as tf
-
-        total = 0
-        for name in self.devices:
-            try:
-                total += int(tf.config.experimental.get_memory_info(name)["peak"])
-            except (ValueError, RuntimeError, KeyError):
-                return None
-        return total
-
-
-def _jax_peak() -> int | None:
-    import jax
-
-    total, seen = 0, False
-    for dev in jax.local_devices():
-        if dev.platform == "cpu":
-            continue
-        stats = dev.memory_stats() or {}
-        if "peak_bytes_in_use" in stats:
-            total += int(stats["peak_bytes_in_use"])
-            seen = True
-    return total if seen else None
-
-
-def _torch_peak() -> int | None:
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    return int(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())))
+        return self.backend.peak_memory_bytes(self.devices)
 
 
 def nvml_process_bytes(pid: int | None = None) -> int | None:
