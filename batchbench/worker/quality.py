@@ -12,6 +12,7 @@ import numpy as np
 
 from batchbench.errors import ConfigError
 from batchbench.targets import lower_is_better
+from batchbench.worker.backends import seed_keras
 from batchbench.worker.data import take_rows
 
 
@@ -98,7 +99,7 @@ def train_for_quality(model, train, val, batch_size: int, sweep: dict, lr: float
     steps_per_epoch = math.ceil(train.samples / batch_size)
     if sweep.get("lr_warmup_epochs"):
         callbacks.append(WarmupLearningRate(reference_lr, lr, sweep["lr_warmup_epochs"] * steps_per_epoch))
-    keras.utils.set_random_seed(seed)
+    seed_keras(seed)  # keras.utils.set_random_seed would import TensorFlow under JAX too
     history = model.fit(train.x, train.y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                         validation_data=(val.x, val.y) if val is not None else None, callbacks=callbacks)
     logs = {k: v[-1] for k, v in history.history.items() if v}

@@ -3,13 +3,11 @@ and the features only TensorFlow has (MirroredStrategy, GradientTape, SavedModel
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from typing import Any
 
-from batchbench import DISTRIBUTION
 from batchbench.errors import ConfigError
-from batchbench.worker.backends import Backend
+from batchbench.version import DISTRIBUTION
+from batchbench.worker.backends.base import Backend
 
 
 class TensorFlow(Backend):
@@ -115,28 +113,6 @@ class TensorFlow(Backend):
         kind = "GPU" if device_info.get("kind") == "gpu" else "CPU"
         devices = [d.name for d in tf.config.list_logical_devices(kind)]
         return tf.distribute.MirroredStrategy(devices=devices)
-
-
-def tensorflow_view() -> dict[str, Any]:
-    """What TensorFlow sees (version, CUDA build, devices, threads); None where it is not
-    installed."""
-    info: dict[str, Any] = {}
-    try:
-        import tensorflow as tf
-
-        info["tensorflow"] = tf.__version__
-        build = tf.sysconfig.get_build_info()
-        info["cuda_build"] = build.get("cuda_version")
-        info["cudnn_build"] = build.get("cudnn_version")
-        info["tf_devices"] = [{"name": d.name, "type": d.device_type} for d in tf.config.list_physical_devices()]
-        info["tf_threads"] = {
-            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
-        }
-        info["onednn_opts"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")
-    except ImportError:
-        info["tensorflow"] = None
-    return info
 
 
 BACKEND = TensorFlow()

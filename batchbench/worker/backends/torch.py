@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from batchbench.worker.backends import Backend
+from batchbench.worker.backends.base import Backend
 
 
 class Torch(Backend):
