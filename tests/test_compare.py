@@ -94,7 +94,8 @@ def make_run(path: Path, *, scale: float | dict[str, float] = 1.0, repeats: int 
 
 
 def compare(*args: str, env: dict | None = None):
-    result = CliRunner().invoke(main, ["compare", *map(str, args)], env=env)
+    # A wide terminal unless a test asks for a width: lines then never wrap, whatever runs pytest.
+    result = CliRunner().invoke(main, ["compare", *map(str, args)], env={"COLUMNS": "200", **(env or {})})
     assert "Traceback" not in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     return result

@@ -11,6 +11,7 @@ from typing import Any
 from batchbench.errors import ConfigError
 from batchbench.worker.backends import get_backend
 from batchbench.worker.failures import classify, one_line, user_code_error
+from batchbench.worker.processes import join_processes, leave_processes
 from batchbench.worker.trackers import DeviceMemory, HostMemory, MiB, nvml_process_bytes
 
 
@@ -35,6 +36,9 @@ def run_job(request: dict) -> dict:
     except BaseException as exc:  # noqa: BLE001 - every ending becomes a result
         traceback.print_exc()
         return {"status": classify(exc), "error": one_line(exc)}
+    finally:
+        if (request.get("config") or {}).get("_distributed"):
+            leave_processes()
 
 
 def _setup(config: dict, axes: dict) -> dict:
@@ -51,27 +55,6 @@ def _setup(config: dict, axes: dict) -> dict:
     if distributed:
         device_info.update(join_processes(distributed))
     return device_info
-
-
-def join_processes(dist: dict) -> dict:
-    """Multi-process data parallelism (Keras 3 on JAX): join the job, then make every
-    process's batch one shard of a global batch. Must run before the model is built."""
-    import jax
-    import keras
-
-    try:
-        jax.distributed.initialize(coordinator_address=dist["coordinator"], num_processes=dist["num_processes"],
-                                   process_id=dist["process_id"],
-                                   initialization_timeout=int(dist.get("timeout_s", 60)),
-                                   heartbeat_timeout_seconds=10)
-    except Exception as exc:  # noqa: BLE001 - jax raises RuntimeError/XlaRuntimeError/DEADLINE_EXCEEDED
-        raise ConfigError(f"could not join {dist['num_processes']} processes through the coordinator "
-                          f"{dist['coordinator']} within {dist.get('timeout_s', 60)} s: {one_line(exc)}",
-                          key="--coordinator") from None
-    keras.distribution.set_distribution(
-        keras.distribution.DataParallel(devices=keras.distribution.list_devices(), auto_shard_dataset=False))
-    return {"processes": jax.process_count(), "devices_per_process": jax.local_device_count(),
-            "total_devices": jax.device_count()}
 
 
 def make_strategy(name: str, backend: str, device_info: dict):
