@@ -154,6 +154,10 @@ class GroupPlan:
             self.confirmed = status == "ok"
             if status != "ok":
                 self.max_batch_size = max([s for s in self.ok_sizes if s < b], default=None)
+                if self.max_batch_size is None and b > 1:
+                    # A short search trial fitted but the full pass did not, and nothing smaller
+                    # was tried (the ladder started too high): search on below it.
+                    self._stage, self._lo, self._hi, self.confirmed = "search", 0, b, None
             return
         if status == "ok":
             self.ok_sizes.append(b)

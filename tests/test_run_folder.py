@@ -69,6 +69,22 @@ def test_find_max_searches_below_a_ladder_that_starts_too_high(fits_up_to):
     assert len(seen) <= 2 + 10 + 4  # halvings from 1024 plus a bisection: logarithmic, not a scan
 
 
+def test_a_confirm_that_fails_with_nothing_smaller_tried_searches_on_below_it():
+    plan = GroupPlan(GROUP, [2048], max_samples=10**6, find_max=True, granularity=512)
+    seen = []
+    while (item := plan.next()) is not None:
+        if isinstance(item, Skip):
+            continue
+        b = item.batch_size
+        # a short search trial fits up to 1024; a full pass only up to 600
+        status = "ok" if (b <= 1024 if item.phase == "search" else b <= 600) else "oom"
+        seen.append((b, item.phase, status))
+        plan.record(item, status)
+    assert (1024, "confirm", "oom") in seen
+    assert plan.max_batch_size is not None and plan.max_batch_size <= 600 and plan.confirmed
+    assert seen[-1] == (plan.max_batch_size, "confirm", "ok")
+
+
 def test_find_max_says_when_even_batch_one_does_not_fit():
     plan = GroupPlan(GROUP, [64, 128], max_samples=10**6, find_max=True)
     seen = drive(plan, lambda b: False)
