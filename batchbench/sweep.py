@@ -19,6 +19,7 @@ from typing import Any
 from batchbench.backends import check_backends
 from batchbench.budget import MemoryBudget, memory_budget
 from batchbench.config import Config
+from batchbench.config.settings import settings_hash
 from batchbench.distributed import Distributed, check_distributed
 from batchbench.envinfo import available_memory_bytes, busy_warning, git_info, host_environment
 from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, OutputError
@@ -94,6 +95,7 @@ class Sweep:
         self.interrupted = 0
         self.current_worker: Worker | None = None
         self.jobs = 0  # worker jobs started: each multi-process job joins on its own port
+        self.identity: dict = {}  # what run.json says the run is; the config does not change during a sweep
 
     # ------------------------------------------------------------------ set-up
     def worker(self, backend: str) -> Worker:
@@ -165,6 +167,10 @@ class Sweep:
         self.samples = self.start.samples
         done = self.start.done
         self.rows = list(done.values())
+        settings = self.config.measured_settings()
+        self.identity = {"config_resolved": self.config.resolved(), "config_hash": settings_hash(settings),
+                         "measured_settings": settings,
+                         "git": git_info(self.config.base_dir) or git_info(".")}
         handlers = self._install_signals()
         try:
             if self.start.imports:
@@ -350,10 +356,7 @@ class Sweep:
             "config_file": self.config.source_file,
             "base_dir": self.config.base_dir,
             "config": self.raw_config,
-            "config_resolved": self.config.resolved(),
-            "config_hash": self.config.measurement_hash(),
-            "measured_settings": self.config.measured_settings(),
-            "git": git_info(self.config.base_dir) or git_info("."),
+            **self.identity,
             "environment": self.env,
             "model_info": self.preflight,
             "started_at": self.start.started_at,
