@@ -81,6 +81,10 @@ def powers_of_two(lo: int, hi: int) -> tuple[int, ...]:
 MLP = Case("mlp", {"builtin": "mlp", "kwargs": {"hidden": 64, "depth": 2}}, (32,), 8192, powers_of_two(16, 1024))
 CNN = Case("cnn", {"builtin": "cnn", "kwargs": {"filters": 16, "depth": 2, "hidden": 64}}, (32, 32, 3), 2048,
            powers_of_two(16, 1024))
+# Wide enough that a step is compute (256 -> 1024 x3 -> 10): where a per-step host sync
+# shows in fit throughput. Diagnostic (benchmarks/ab.py --model wide), not in `make bench`.
+WIDE = Case("wide", {"builtin": "mlp", "kwargs": {"hidden": 1024, "depth": 3}}, (256,), 4096,
+            powers_of_two(16, 1024))
 # Fit is slow on two cores at this size: predict only, up to 256.
 MOBILENET = Case("mobilenetv2",
                  {"application": "MobileNetV2",
