@@ -381,11 +381,11 @@ def test_a_damaged_results_csv_is_bad_input(run_dir: Path, damage) -> None:
     pytest.param(lambda: ResultsFormatError("results.csv: a cell over 128 KiB"), id="ResultsFormatError"),
 ])
 def test_a_csv_cell_over_the_field_limit_is_bad_input(run_dir: Path, monkeypatch, raised) -> None:
-    # The csv module raises _csv.Error for it; results.read_rows may turn it into ResultsFormatError.
+    # The csv module raises _csv.Error for it; savedrun.iter_rows may turn it into ResultsFormatError.
     def read_rows(path, *args, **kwargs):
         raise raised()
 
-    monkeypatch.setattr("batchbench.report.runs.read_rows", read_rows)
+    monkeypatch.setattr("batchbench.savedrun.iter_rows", read_rows)
     assert_bad_input(_report(str(run_dir), "--no-plots"))
 
 

@@ -16,7 +16,7 @@ def facets(runs: list[SavedRun]) -> list[list[tuple[str, str]]]:
     """Per run and group, in build order: (facet, value) pairs that could name its line."""
     out = []
     for run, label in zip(runs, run_labels(runs), strict=True):
-        copy = label[len(run.label):].strip()  # "(folder)" or "#2" for runs that share name and device
+        copy = label[len(run.name_on_device):].strip()  # "(folder)" or "#2" for runs that share name and device
         for key in run.groups():
             head, *axes = key.split("|")
             out.append([("name", run.name), ("device", run.device), ("copy", copy), ("group", head)]
