@@ -10,6 +10,7 @@ import math
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -49,10 +50,14 @@ def trial_id(mode: str, method: str, batch: int) -> str:
 def make_run(path: Path, *, scale: float | dict[str, float] = 1.0, repeats: int = 7, seed: int = 0,
              rows: dict[str, dict] | None = None, samples: dict[str, list[float]] | None = None,
              env: dict | None = None, run_json: bool = True, summary: dict | None = None,
-             extra_rows: list[dict] = ()) -> Path:
+             extra_rows: list[dict] = (), rounds: int = 1, round_scale: dict[str, list[float]] | None = None) -> Path:
     """A run directory like a sweep writes: results.csv through ResultsWriter, run.json through
     write_json_atomic. `scale` multiplies throughput (all rows, or per trial id); per-repeat
-    throughputs scatter ±3% around the median; `rows` overrides cells, `samples` the raw repeats."""
+    throughputs scatter ±3% around the median; `rows` overrides cells, `samples` the raw repeats.
+    With `rounds` > 1 each point is measured in that many rounds of `repeats` repeats, each
+    round ±2% off the point's throughput (times `round_scale[trial][round]`), run.json naming
+    each repeat's round and throughput_sps the geometric mean of the rounds' medians, as the
+    sweep pools them."""
     path.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     writer = ResultsWriter(path)
@@ -60,18 +65,29 @@ def make_run(path: Path, *, scale: float | dict[str, float] = 1.0, repeats: int 
     for mode, method, batch, throughput, host_mib in POINTS:
         tid = trial_id(mode, method, batch)
         factor = scale.get(tid, 1.0) if isinstance(scale, dict) else scale
-        repeat_tps = [throughput * factor * (1 + rng.uniform(-0.03, 0.03)) for _ in range(repeats)]
-        repeat_tps = (samples or {}).get(tid, repeat_tps)
-        median = sorted(repeat_tps)[len(repeat_tps) // 2]
+        round_of = None
+        if rounds > 1:
+            shifts = (round_scale or {}).get(tid, [1.0] * rounds)
+            effects = [shifts[r] * (1 + rng.uniform(-0.02, 0.02)) for r in range(rounds)]
+            round_of = [r for r in range(rounds) for _ in range(repeats)]
+            repeat_tps = [throughput * factor * effects[r] * (1 + rng.uniform(-0.03, 0.03)) for r in round_of]
+            medians = [statistics.median(repeat_tps[r * repeats:(r + 1) * repeats]) for r in range(rounds)]
+            median = math.exp(statistics.fmean(math.log(m) for m in medians))
+        else:
+            repeat_tps = [throughput * factor * (1 + rng.uniform(-0.03, 0.03)) for _ in range(repeats)]
+            repeat_tps = (samples or {}).get(tid, repeat_tps)
+            median = sorted(repeat_tps)[len(repeat_tps) // 2]
         step_ms = batch / median * 1000
         row = {"run_id": path.name, "name": "tiny", "model": "mlp", "mode": mode, "method": method,
                "batch_size": batch, "status": "ok", "throughput_sps": median,
                "throughput_sps_min": min(repeat_tps), "throughput_sps_max": max(repeat_tps),
                "step_ms_median": step_ms, "step_ms_p90": step_ms * 1.1, "step_ms_p95": step_ms * 1.2,
                "step_ms_p99": step_ms * 1.5, "step_ms_max": step_ms * 40, "sample_ms": step_ms / batch,
-               "first_step_s": 0.6, "wall_s": 2.0, "peak_host_mib": host_mib, "repeats": repeats,
+               "first_step_s": 0.6, "wall_s": 2.0, "peak_host_mib": host_mib, "repeats": len(repeat_tps),
                "params": 22026, "trial_id": tid, "phase": "ladder", "device": "cpu", "precision": "float32",
                "jit_compile": "auto", "backend": "tensorflow", "strategy": "default"}
+        if rounds > 1:
+            row["rounds"] = rounds
         override = (rows or {}).get(tid, {})
         row.update(override)
         if row["status"] != "ok":
@@ -81,6 +97,8 @@ def make_run(path: Path, *, scale: float | dict[str, float] = 1.0, repeats: int 
         writer.append(row)
         if row["status"] == "ok":
             raw[tid] = {"throughput_sps": repeat_tps, "step_ms": [step_ms] * 50}
+            if round_of is not None:
+                raw[tid]["round"] = round_of
     for row in extra_rows:
         writer.append(row)
     if run_json:
@@ -272,15 +290,24 @@ def test_an_improvement_elsewhere_does_not_hide_an_untested_speed_change(tmp_pat
     assert code == 4 and verdicts(report)["fit-b64"] == "not enough repeats"
 
 
-def test_default_repeats_can_be_judged(tmp_path: Path):
+def test_default_run_can_be_judged(tmp_path: Path):
+    # A default sweep measures every point in sweep.rounds' minimum of rounds, sweep.repeats each:
+    # four rows moving at once must still be judged (regressions, not "not enough repeats").
     from batchbench.config import SweepSpec
 
     repeats = SweepSpec.model_fields["repeats"].default
-    assert repeats >= repeats_needed(0.05 / 4)  # four rows moving at once can still be significant
-    base = make_run(tmp_path / "base", repeats=repeats)
-    code, report = compare_json(base, make_run(tmp_path / "head", repeats=repeats, seed=2, scale=0.8))
+    field = SweepSpec.model_fields.get("rounds")
+    rounds = field.default_factory().min if field is not None else 1  # before rounds: one round
+    if rounds >= 2:
+        assert repeats >= 1  # the rounds are the unit: any number of repeats in them will do
+    else:
+        assert repeats >= repeats_needed(0.05 / 4)
+    base = make_run(tmp_path / "base", repeats=repeats, rounds=rounds)
+    code, report = compare_json(base, make_run(tmp_path / "head", repeats=repeats, rounds=rounds, seed=2, scale=0.8))
     assert code == 1 and set(verdicts(report).values()) == {"regression"}
-    # the least that can ever judge one row at alpha 0.05: 4 repeats a side (p >= 0.029)
+    rerun = make_run(tmp_path / "rerun", repeats=repeats, rounds=rounds, seed=3)
+    assert compare(base, rerun).exit_code == 0
+    # the least that can ever judge one row at alpha 0.05 with one round: 4 repeats a side (p >= 0.029)
     assert repeats_needed(0.05) == 4 and min_p_value(3, 3) > 0.05 >= min_p_value(4, 4)
 
 
@@ -758,3 +785,125 @@ def test_two_real_tiny_sweeps(tmp_path: Path):
     same = subprocess.run([sys.executable, "-m", "batchbench", "compare", str(tmp_path / "base"),
                            str(tmp_path / "base" / "results.csv")], capture_output=True, text=True, timeout=60)
     assert same.returncode == 0 and "0 regressed, 0 improved, 2 unchanged" in same.stdout
+
+
+# ---------------------------------------------------------------------------- rounds
+def _round_samples(rng: random.Random, rounds: int, repeats: int, level: float = 1000.0, round_sd: float = 0.04,
+                   repeat_sd: float = 0.01, shift: dict[int, float] | None = None) -> tuple[list[float], list[int]]:
+    """Throughputs of `rounds` rounds of `repeats` each: a round effect (log-normal, `round_sd`)
+    shared by its repeats, and repeat noise; `shift` multiplies chosen rounds."""
+    values, of = [], []
+    for r in range(rounds):
+        effect = level * math.exp(rng.gauss(0, round_sd)) * (shift or {}).get(r, 1.0)
+        for _ in range(repeats):
+            values.append(effect * math.exp(rng.gauss(0, repeat_sd)))
+            of.append(r)
+    return values, of
+
+
+def test_rounds_test_on_known_samples():
+    from batchbench.compare.significance import mann_whitney, rounds_test
+
+    rng = random.Random(7)
+    # identical distributions, rounds that differ more than the repeats inside them: the rounds
+    # test keeps its false alarms near alpha; Mann–Whitney on every repeat, as if independent, does not
+    alarms = {"rounds": 0, "repeats": 0}
+    trials = 400
+    for _ in range(trials):
+        (b, br), (c, cr) = _round_samples(rng, 3, 3), _round_samples(rng, 3, 3)
+        alarms["rounds"] += rounds_test(b, br, c, cr)[0] <= 0.05
+        alarms["repeats"] += mann_whitney(b, c)[0] <= 0.05
+    assert alarms["rounds"] / trials <= 0.08
+    assert alarms["repeats"] / trials > 2 * alarms["rounds"] / trials
+    # a clear 20% slowdown over 3 rounds × 3 repeats: significant at the default alpha, and slower
+    b, br = _round_samples(rng, 3, 3, round_sd=0.03)
+    c, cr = _round_samples(rng, 3, 3, level=800.0, round_sd=0.03)
+    p, slower = rounds_test(b, br, c, cr)
+    assert p <= 0.05 and slower
+    assert rounds_test(c, cr, b, br)[1] is False  # a speed-up the other way round
+    # a 20% shift confined to one round of the head: that round's minute, not the code
+    hits = 0
+    for _ in range(200):
+        (b, br), (c, cr) = _round_samples(rng, 3, 3, round_sd=0.03), _round_samples(rng, 3, 3, round_sd=0.03,
+                                                                                    shift={1: 0.8})
+        hits += rounds_test(b, br, c, cr)[0] <= 0.05
+    assert hits / 200 <= 0.10
+    # rounds that do not vary at all leave nothing to test against: the caller falls back to repeats
+    assert rounds_test([1.0, 2.0, 1.0, 2.0], [0, 0, 1, 1], [3.0, 4.0, 3.0, 4.0], [0, 0, 1, 1]) is None
+
+
+def test_welch_t_matches_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    from batchbench.compare.significance import t_two_sided, welch
+
+    rng = random.Random(1)
+    for _ in range(300):
+        b = [rng.gauss(0, rng.choice([0.5, 1, 3])) for _ in range(rng.randint(2, 9))]
+        c = [rng.gauss(rng.choice([0, 0.5, 2]), rng.choice([0.5, 1, 3])) for _ in range(rng.randint(2, 9))]
+        expected = stats.ttest_ind(c, b, equal_var=False)
+        t, _, p = welch(b, c)
+        assert t == pytest.approx(float(expected.statistic), rel=1e-9)
+        assert p == pytest.approx(float(expected.pvalue), rel=1e-9, abs=1e-15)
+    for t, df in ((0.0, 3), (2.776, 4), (40.0, 2), (-1.5, 17.3)):
+        assert t_two_sided(t, df) == pytest.approx(2 * float(stats.t.sf(abs(t), df)), rel=1e-9, abs=1e-15)
+
+
+def test_default_rounds_slowdown_is_a_regression_and_rerun_is_not(tmp_path: Path):
+    base = make_run(tmp_path / "base", repeats=3, rounds=3, seed=1)
+    head = make_run(tmp_path / "head", repeats=3, rounds=3, seed=2, scale={"fit-b64": 0.8})
+    code, report = compare_json(base, head)
+    assert code == 1
+    assert verdicts(report) == {"fit-b64": "regression", "fit-b16": "unchanged",
+                                "predict-predict-b16": "unchanged", "predict-predict-b64": "unchanged"}
+    row = next(r for r in report["rows"] if r["verdict"] == "regression")
+    test = row["test"]
+    assert test["method"].startswith("welch-t on log round medians")
+    assert (test["rounds_baseline"], test["rounds_current"], test["n_baseline"], test["n_current"]) == (3, 3, 9, 9)
+    assert test["p_adjusted"] <= 0.05 and test["slower"] is True
+    # 3 vs 3 rounds' medians under Mann–Whitney could never get below p = 0.1: the rounds test can
+    assert min_p_value(3, 3) > 0.05
+    assert compare(base, make_run(tmp_path / "rerun", repeats=3, rounds=3, seed=3)).exit_code == 0
+
+
+def test_a_shift_in_one_round_of_the_head_is_not_a_regression(tmp_path: Path):
+    base = make_run(tmp_path / "base", repeats=3, rounds=3, seed=1)
+    head = make_run(tmp_path / "head", repeats=3, rounds=3, seed=2, round_scale={"fit-b64": [1.0, 0.8, 1.0]})
+    code, report = compare_json(base, head)
+    row = next(r for r in report["rows"] if r["mode"] == "fit" and r["batch_size"] == 64)
+    throughput = next(m for m in row["metrics"] if m["metric"] == "throughput_sps")
+    assert throughput["change"] < -0.05  # beyond the threshold: it was tested
+    assert row["test"]["method"].startswith("welch-t") and row["test"]["p_adjusted"] > 0.05
+    assert code == 0 and row["verdict"] == "unchanged"
+
+
+def test_runs_without_rounds_are_judged_as_before(base: Path, tmp_path: Path):
+    head = make_run(tmp_path / "head", seed=2, scale={"fit-b64": 0.8})
+    record = json.loads((head / "run.json").read_text())
+    assert all("round" not in s for s in record["samples"].values())
+    _, report = compare_json(base, head)
+    row = next(r for r in report["rows"] if r["verdict"] == "regression")
+    assert row["test"]["method"] == "mann-whitney-u two-sided, holm"
+    assert (row["test"]["rounds_baseline"], row["test"]["rounds_current"]) == (1, 1)
+    assert row["test"]["p_value"] == pytest.approx(min_p_value(7, 7))
+    # an old baseline against a head with rounds: the repeats are the unit, and a note says so
+    rounds = make_run(tmp_path / "rounds", repeats=3, rounds=3, seed=2, scale={"fit-b64": 0.8})
+    code, report = compare_json(base, rounds)
+    row = next(r for r in report["rows"] if r["mode"] == "fit" and r["batch_size"] == 64)
+    assert code == 1 and row["verdict"] == "regression"
+    assert row["test"]["method"].startswith("mann-whitney") and (row["test"]["n_baseline"], row["test"]["n_current"]) == (7, 9)
+    assert "one round in the baseline: tested on repeats, taken as independent" in row["notes"]
+    # one round of 3 repeats a side is still too few, and the note says what would do
+    few = make_run(tmp_path / "few", repeats=3)
+    code, report = compare_json(few, make_run(tmp_path / "few-head", repeats=3, seed=2, scale={"fit-b64": 0.8}))
+    row = next(r for r in report["rows"] if r["verdict"] == "not enough repeats")
+    assert code == 4 and any("or 2 or more rounds a side" in note for note in row["notes"])
+
+
+def test_round_lists_that_do_not_match_their_throughputs_are_bad_input(tmp_path: Path):
+    base = make_run(tmp_path / "base", repeats=3, rounds=3, seed=1)
+    head = make_run(tmp_path / "head", repeats=3, rounds=3, seed=2, scale={"fit-b64": 0.8})
+    record = json.loads((head / "run.json").read_text())
+    record["samples"]["fit-b64"]["round"] = record["samples"]["fit-b64"]["round"][:-1]
+    (head / "run.json").write_text(json.dumps(record))
+    line = one_error_line(compare(base, head))
+    assert "samples['fit-b64'].round" in line

@@ -3,10 +3,10 @@
 Plain Python over plain data: never TensorFlow, and scipy only when there are raw samples
 to test. The pieces, in the order they run:
 
-  inputs.py        a run directory or results.csv -> Run (rows + run.json)
+  inputs.py        a run directory or results.csv -> a saved run (batchbench.savedrun) with lean rows
   metrics.py       which figures are judged, which way is better, the thresholds
   environment.py   what differs between the two machines
-  significance.py  Mann–Whitney U, its smallest attainable p-value, Holm's correction
+  significance.py  Welch on rounds, Mann–Whitney U on repeats, the smallest p, Holm's correction
   verdicts.py      the records: Entry (one compared point), its verdict, Comparison and Summary
   match.py         the rows of both runs -> matched pairs (nothing dropped)
   judge.py         matched rows -> one verdict each

@@ -109,6 +109,7 @@ def thresholds_text(comparison: Comparison) -> str:
 
 
 def method_text(comparison: Comparison) -> str:
-    return (f"Thresholds: {thresholds_text(comparison)}. Speed changes also need a two-sided Mann–Whitney U test "
-            f"on the per-repeat throughputs, Holm-corrected over the rows tested, at alpha {comparison.alpha:g}; "
-            "memory figures need the threshold alone.")
+    return (f"Thresholds: {thresholds_text(comparison)}. Speed changes also need a significance test, "
+            f"Holm-corrected over the rows tested, at alpha {comparison.alpha:g}: Welch's t on the rounds' log "
+            "median throughputs where both runs have two or more rounds, else a two-sided Mann–Whitney U test on "
+            "the per-repeat throughputs; memory figures need the threshold alone.")

@@ -99,8 +99,8 @@ def entry_dict(e: Entry, with_metrics: bool = True) -> dict[str, Any]:
                            "baseline_status": e.baseline_status, "current_status": e.current_status,
                            "thresholds_only": e.thresholds_only, "notes": e.notes}
     out["test"] = None if e.test is None else {
-        "method": "mann-whitney-u two-sided, holm", "n_baseline": e.test.n_baseline,
-        "n_current": e.test.n_current, "min_p": e.test.min_p, "p_value": e.test.p_value,
+        "method": e.test.method, "n_baseline": e.test.n_baseline, "n_current": e.test.n_current,
+        "rounds_baseline": e.test.rounds_baseline, "rounds_current": e.test.rounds_current, "min_p": e.test.min_p, "p_value": e.test.p_value,
         "p_adjusted": e.test.p_adjusted, "slower": e.test.slower}
     if not with_metrics:
         return out

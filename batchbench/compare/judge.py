@@ -1,7 +1,8 @@
 """Matched rows -> one verdict each.
 
-A speed change counts only when it is beyond its threshold *and* the per-repeat throughputs
-differ significantly (Mann–Whitney U, Holm-corrected over the rows tested). Memory figures,
+A speed change counts only when it is beyond its threshold *and* the raw throughputs differ
+significantly (Holm-corrected over the rows tested): rounds as the unit where both runs have two
+or more (Welch's t on log round medians), else repeats (Mann–Whitney U); see significance.py. Memory figures,
 nearly deterministic, count by threshold alone. A batch size that ran before and now runs out
 of memory (or fails) is a regression in its own right.
 
@@ -15,24 +16,35 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 from batchbench.compare.environment import diff_environments
 from batchbench.compare.inputs import KEY_COLUMNS, Run
 from batchbench.compare.match import match_rows, sort_key
 from batchbench.compare.metrics import MEMORY, METRICS, ROW_METRICS
-from batchbench.compare.significance import holm, mann_whitney, min_p_value, repeats_needed
+from batchbench.compare.significance import (
+    holm,
+    mann_whitney,
+    min_p_value,
+    repeats_needed,
+    round_count,
+    round_medians,
+    rounds_test,
+)
 from batchbench.compare.text import number, percent, real, row_label, shown_value, varying
 from batchbench.compare.verdicts import (
     ADDED,
     AGAINST_THROUGHPUT,
     CANNOT_JUDGE,
     IMPROVEMENT,
+    MANN_WHITNEY,
     NOT_ENOUGH_REPEATS,
     NOT_JUDGED,
     REGRESSION,
     REMOVED,
     REPORTED,
+    ROUNDS_TEST,
     UNCHANGED,
     WITHIN_NOISE,
     WITHIN_THRESHOLD,
@@ -48,6 +60,17 @@ FAILED = ("oom", "error", "timeout")
 AGREEMENT = 0.01
 ROW_WARNINGS = 10  # warnings that name a row, before "and N more"
 THROUGHPUT = ROW_METRICS.index("throughput_sps")
+MIN_ROUNDS = 2    # a side needs this many rounds for the rounds to be the unit (a variance needs two)
+ROUNDS_HINT = f"or {MIN_ROUNDS} or more rounds a side (sweep.rounds)"
+
+
+def center(values: list[float], rounds: list[int] | None) -> float:
+    """What results.csv's throughput_sps is made of: the median repeat of one round, the
+    geometric mean of the rounds' medians for more."""
+    medians = round_medians(values, rounds)
+    if len(medians) == 1 or min(medians) <= 0:
+        return statistics.median(values)
+    return math.exp(statistics.fmean(math.log(v) for v in medians))
 
 
 # ---------------------------------------------------------------------------- judging
@@ -92,7 +115,8 @@ def _metric_changes(entry: Entry, thresholds: dict[str, float | None]) -> list[s
     return bad
 
 
-def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str, float | None]) -> tuple[list[str], bool]:
+def _check_samples(entry: Entry, samples: tuple[Any, Any], rounds_of: Callable[[], tuple[Any, Any]],
+                   thresholds: dict[str, float | None]) -> tuple[list[str], bool]:
     """What the raw repeats say against results.csv: NaN/inf repeats, or a figure outside the
     range of its own repeats. When the files disagree, the worse reading counts: the repeats'
     medians moving beyond the threshold make the row a regression even if the CSV says not
@@ -110,7 +134,8 @@ def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str,
             doubts.append(f"results.csv says throughput_sps {number(figure)} in the {side}, but its {len(values)} "
                           f"raw repeats in run.json say {number(low)}–{number(high)}")
     if doubts and all(v and all(map(math.isfinite, v)) for v in samples):
-        m = MetricChange("throughput_sps", statistics.median(samples[0]), statistics.median(samples[1]),
+        rounds = rounds_of()
+        m = MetricChange("throughput_sps", center(samples[0], rounds[0]), center(samples[1], rounds[1]),
                          thresholds.get("throughput_sps"))
         if m.beyond and m.worse:
             doubts.append(f"the raw repeats' medians moved {percent(m.change)}")
@@ -118,8 +143,9 @@ def _check_samples(entry: Entry, samples: tuple[Any, Any], thresholds: dict[str,
     return doubts, False
 
 
-def _prepare_test(entry: Entry, samples: tuple[Any, Any], has_samples: bool) -> None:
-    """Decide how the row's speed is judged: a test, thresholds only, or too few repeats."""
+def _prepare_test(entry: Entry, samples: tuple[Any, Any], rounds: tuple[Any, Any], has_samples: bool) -> None:
+    """Decide how the row's speed is judged: a test (rounds as the unit where both sides have
+    enough of them, else repeats), thresholds only, or too few repeats."""
     if not entry.speed_candidates() or entry.thresholds_only:
         return
     b, c = samples
@@ -128,8 +154,17 @@ def _prepare_test(entry: Entry, samples: tuple[Any, Any], has_samples: bool) -> 
         if has_samples:
             entry.notes.append("no raw samples in run.json for this row: judged by threshold alone")
         return
-    entry.test = SpeedTest(len(b), len(c), min_p_value(len(b), len(c)))
-    entry.samples = (list(b), list(c))
+    n_rounds = (round_count(rounds[0]), round_count(rounds[1]))
+    entry.samples, entry.rounds = (list(b), list(c)), rounds
+    if min(n_rounds) >= MIN_ROUNDS:
+        entry.test = SpeedTest(len(b), len(c), 0.0, method=ROUNDS_TEST, rounds_baseline=n_rounds[0],
+                               rounds_current=n_rounds[1])
+        return
+    entry.test = SpeedTest(len(b), len(c), min_p_value(len(b), len(c)), rounds_baseline=n_rounds[0],
+                           rounds_current=n_rounds[1])
+    if max(n_rounds) >= MIN_ROUNDS:
+        side = "baseline" if n_rounds[0] < MIN_ROUNDS else "current"
+        entry.notes.append(f"one round in the {side}: tested on repeats, taken as independent")
 
 
 def _run_tests(entries: list[Entry], alpha: float) -> None:
@@ -139,10 +174,17 @@ def _run_tests(entries: list[Entry], alpha: float) -> None:
         for e in tested:
             e.notes.append(f"{len(tested)} rows to test need p ≤ {alpha / len(tested):.2g} after correction; "
                            f"{e.test.n_baseline} vs {e.test.n_current} repeats reach at best p = "
-                           f"{e.test.min_p:.2g}; use --repeats {repeats_needed(alpha / len(tested))} or more")
+                           f"{e.test.min_p:.2g}; use --repeats {repeats_needed(alpha / len(tested))} or more, "
+                           f"{ROUNDS_HINT}")
         tested = []
     for e in tested:
-        e.test.p_value, e.test.slower = mann_whitney(*e.samples)
+        found = rounds_test(e.samples[0], e.rounds[0], e.samples[1], e.rounds[1]) \
+            if e.test.method == ROUNDS_TEST else None
+        if found is None and e.test.method == ROUNDS_TEST:
+            # rounds that do not vary at all: nothing between rounds to test against, the repeats are the unit
+            e.test.method = MANN_WHITNEY
+            e.notes.append("the rounds' medians do not vary: tested on repeats")
+        e.test.p_value, e.test.slower = found or mann_whitney(*e.samples)
     for e, p in zip(tested, holm([e.test.p_value for e in tested]), strict=True):
         e.test.p_adjusted = p
 
@@ -168,7 +210,7 @@ def _judge_metrics(entry: Entry, alpha: float) -> str:
     outcomes = {m.outcome for m in entry.metrics}
     if NOT_ENOUGH_REPEATS in outcomes and test is not None and test.min_p > alpha:
         entry.notes.append(f"{test.n_baseline} vs {test.n_current} repeats reach at best p = {test.min_p:.2g} "
-                           f"(> alpha {alpha:g}); use --repeats {repeats_needed(alpha)} or more")
+                           f"(> alpha {alpha:g}); use --repeats {repeats_needed(alpha)} or more, {ROUNDS_HINT}")
     # An improvement elsewhere never hides a speed change that could not be tested.
     for verdict in (REGRESSION, NOT_ENOUGH_REPEATS, IMPROVEMENT):
         if verdict in outcomes:
@@ -190,6 +232,10 @@ def _is_quiet(entry: Entry, limits: list[float | None]) -> bool:
     return True
 
 
+def _rounds(run: Run, trial_id: Any, values: list[float] | None) -> list[int] | None:
+    return run.sample_rounds(trial_id, len(values)) if values is not None and run.rounds else None
+
+
 def _prepare_row(entry: Entry, baseline: Run, current: Run, thresholds: dict[str, float | None],
                  limits: list[float | None]) -> tuple[list[str], bool]:
     """Figures and samples of a row that ran ok in both runs. Returns what makes the row
@@ -200,14 +246,19 @@ def _prepare_row(entry: Entry, baseline: Run, current: Run, thresholds: dict[str
         worse = False
     else:
         samples = (baseline.samples(entry.baseline.trial_id), current.samples(entry.current.trial_id))
-        doubts, worse = _check_samples(entry, samples, thresholds)
+
+        def rounds_of() -> tuple[Any, Any]:  # only for the rows that need them: most are quiet
+            return (_rounds(baseline, entry.baseline.trial_id, samples[0]),
+                    _rounds(current, entry.current.trial_id, samples[1]))
+
+        doubts, worse = _check_samples(entry, samples, rounds_of, thresholds)
         if quiet and not doubts:
             entry.quiet, entry.verdict = thresholds, UNCHANGED
             return doubts, worse
         if quiet:
             _metric_changes(entry, thresholds)
         if not doubts:
-            _prepare_test(entry, samples, baseline.has_samples and current.has_samples)
+            _prepare_test(entry, samples, rounds_of(), baseline.has_samples and current.has_samples)
             return doubts, worse
     entry.thresholds_only = True  # nothing trustworthy to test: each figure counts by its threshold
     entry.notes.extend(doubts)

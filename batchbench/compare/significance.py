@@ -1,10 +1,22 @@
-"""The statistics behind a speed verdict: Mann–Whitney U on per-repeat throughputs, with
-Holm's correction for testing many rows at once. Pure Python, checked against scipy in the
-tests: importing scipy.stats alone takes longer than comparing 100,000 rows."""
+"""The statistics behind a speed verdict, with Holm's correction for testing many rows at once.
+Pure Python, checked against scipy in the tests: importing scipy.stats alone takes longer than
+comparing 100,000 rows.
+
+Two tests, by what the runs hold:
+
+- rounds (each a fresh process) on both sides, two or more each: the rounds are the independent
+  unit and the repeats inside a round are sub-samples of it. The model is two-level, log
+  throughput = side + round + repeat; its side effect is tested against the variation between
+  rounds: Welch's t on the rounds' log medians (Satterthwaite's degrees of freedom), the same
+  figures the sweep's interval (throughput_sps_ci_low/high) is made of. `rounds_test`.
+- otherwise (a run saved before rounds, or one round a side): the repeats are the unit, and the
+  test is a two-sided Mann–Whitney U on the per-repeat throughputs. `mann_whitney`.
+"""
 
 from __future__ import annotations
 
 import math
+import statistics
 
 
 def min_p_value(n_baseline: int, n_current: int) -> float:
@@ -77,6 +89,89 @@ def mann_whitney(baseline: list[float], current: list[float]) -> tuple[float, bo
         z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(variance)
         p = math.erfc(z / math.sqrt(2))
     return (min(1.0, p) if math.isfinite(p) else 1.0), lower
+
+
+def round_medians(values: list[float], rounds: list[int] | None) -> list[float]:
+    """The median throughput of each round, in round order (one round when `rounds` is None)."""
+    if rounds is None:
+        return [statistics.median(values)]
+    by_round: dict[int, list[float]] = {}
+    for value, r in zip(values, rounds, strict=True):
+        by_round.setdefault(r, []).append(value)
+    return [statistics.median(by_round[r]) for r in sorted(by_round)]
+
+
+def round_count(rounds: list[int] | None) -> int:
+    return len(set(rounds)) if rounds else 1
+
+
+def _beta_cf(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 400):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _beta_cf(a, b, x) / a
+    return 1.0 - front * _beta_cf(b, a, 1.0 - x) / b
+
+
+def t_two_sided(t: float, df: float) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom (df need not be whole)."""
+    if not math.isfinite(t):
+        return 0.0
+    return min(1.0, _betainc(df / 2.0, 0.5, df / (df + t * t)))
+
+
+def welch(baseline: list[float], current: list[float]) -> tuple[float, float, float] | None:
+    """Welch's t of current against baseline: (t, degrees of freedom, two-sided p). None when
+    both samples are constant (no variation to test against) or one has fewer than 2 values."""
+    nb, nc = len(baseline), len(current)
+    if nb < 2 or nc < 2:
+        return None
+    vb, vc = statistics.variance(baseline) / nb, statistics.variance(current) / nc
+    se2 = vb + vc
+    if se2 <= 0.0:
+        return None
+    t = (statistics.fmean(current) - statistics.fmean(baseline)) / math.sqrt(se2)
+    df = se2 * se2 / (vb * vb / (nb - 1) + vc * vc / (nc - 1))
+    return t, df, t_two_sided(t, df)
+
+
+def rounds_test(baseline: list[float], baseline_rounds: list[int], current: list[float],
+                current_rounds: list[int]) -> tuple[float, bool] | None:
+    """The two-level test: Welch's t on the log of each round's median throughput. Returns the
+    two-sided p-value and whether the current rounds tend to be slower; None when it cannot
+    be made (fewer than two rounds a side, a median that is not positive, or rounds that do not
+    vary at all: then the repeats are the unit, see mann_whitney)."""
+    b, c = round_medians(baseline, baseline_rounds), round_medians(current, current_rounds)
+    if min(b + c) <= 0:
+        return None
+    found = welch([math.log(v) for v in b], [math.log(v) for v in c])
+    if found is None:
+        return None
+    t, _, p = found
+    return (p if math.isfinite(p) else 1.0), t < 0
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -60,14 +60,22 @@ class MetricChange:
         return f"MetricChange({self.metric}, {self.baseline:g} → {self.current:g}, {self.outcome or 'not judged yet'})"
 
 
+# How a row's speed is tested (significance.py says why).
+MANN_WHITNEY = "mann-whitney-u two-sided, holm"           # repeats as the unit: one round a side
+ROUNDS_TEST = "welch-t on log round medians, holm"         # rounds as the unit, repeats within them
+
+
 @dataclass(slots=True)
 class SpeedTest:
-    n_baseline: int
+    n_baseline: int              # repeats, all rounds together
     n_current: int
     min_p: float                 # the best these sample sizes can do
     p_value: float | None = None
     p_adjusted: float | None = None
     slower: bool | None = None   # the current throughputs tend to be lower
+    method: str = MANN_WHITNEY
+    rounds_baseline: int = 1
+    rounds_current: int = 1
 
 
 @dataclass(slots=True, eq=False)
@@ -84,6 +92,7 @@ class Entry:
     notes: list[str] = field(default_factory=list)
     test: SpeedTest | None = None
     samples: tuple[Any, Any] | None = field(default=None, repr=False)  # per-repeat throughputs
+    rounds: tuple[Any, Any] | None = field(default=None, repr=False)   # the round of each repeat, or None
     thresholds_only: bool = False
     quiet: dict[str, float | None] | None = field(default=None, repr=False)  # thresholds of a quiet row
 
