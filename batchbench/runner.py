@@ -25,6 +25,8 @@ START_TIMEOUT_S = 60.0  # a healthy server answers a request with "started" at o
 EXIT_GRACE_S = 5.0      # once the child is ended (or gone), how long the server may take to say so
 POLL_S = 0.05
 USER_PATH_VAR = "BATCHBENCH_USER_PATH"  # read by worker/server.py
+WINDOW_PATH_KEY = "window_path"  # the request's key for the memory window's marker (worker/trackers.py)
+WINDOW_FILE = "memory_window.json"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Runs a module of this very batchbench (the one the controller runs) under `python -P`: no
@@ -58,8 +60,13 @@ class JobOutcome:
     result: dict | None          # what the child wrote, if it finished
     returncode: int | None       # the child's exit code; negative: killed by that signal; None: the server was lost
     timed_out: bool = False
-    memory_killed: bool = False  # we ended it: resident memory crossed the cap
-    peak_rss_mib: float | None = None  # the highest RSS the watchdog saw
+    memory_killed: bool = False  # we ended it: resident memory crossed the cap inside its memory window
+    peak_rss_mib: float | None = None  # the highest RSS the watchdog saw, over the whole job
+    # The trial's memory window (worker/trackers.MemoryWindow), as the child marked its end:
+    # "first_call" (predict), "first_pass" (serve); None: never marked (fit, other jobs, or
+    # it did not get that far), so the whole job was its window.
+    memory_window: str | None = None
+    window_peak_rss_mib: float | None = None  # the highest RSS the watchdog saw inside the window
     elapsed_s: float = 0.0
 
     @property
@@ -189,7 +196,8 @@ class Worker:
              log_path: Path | None, on_tick) -> JobOutcome:
         result_path = os.path.join(scratch, "result.json")
         log = str(log_path) if log_path else os.path.join(scratch, "job.log")
-        request = {**request, "result_path": result_path, "log_path": log}
+        window_path = os.path.join(scratch, WINDOW_FILE)
+        request = {**request, "result_path": result_path, "log_path": log, WINDOW_PATH_KEY: window_path}
         try:
             self.proc.stdin.write((json.dumps(request) + "\n").encode())
             self.proc.stdin.flush()
@@ -213,7 +221,8 @@ class Worker:
         self._ended_at = None
         gone_at = None  # when the child was first seen gone
         checked_at = started
-        peak_rss = 0
+        peak_rss = window_rss = 0
+        window_open = True
         try:
             child = psutil.Process(pid)
         except psutil.Error:
@@ -233,7 +242,18 @@ class Worker:
                     peak_rss = max(peak_rss, rss)
                 except psutil.Error:
                     pass
-            if memory_cap_bytes and rss > memory_cap_bytes and not outcome.memory_killed:
+            # The cap holds inside the memory window only: the same region the trial's
+            # peak_host_mib covers. Read after the sample: a sample taken while no marker
+            # was there was taken inside the window.
+            marker = _window_marker(window_path) if window_open else None
+            if marker is not None:
+                window_open = False
+                outcome.memory_window = str(marker.get("window") or "") or None
+                rss = int(marker.get("peak_host_bytes") or rss)  # VmHWM at the window's end
+            else:
+                window_rss = max(window_rss, rss) if window_open else window_rss
+            if memory_cap_bytes and rss > memory_cap_bytes and not outcome.memory_killed \
+                    and (window_open or marker is not None):
                 outcome.memory_killed = True
                 self._end_child()
             if deadline is not None and now > deadline and not outcome.timed_out:
@@ -250,6 +270,9 @@ class Worker:
                 break
         outcome.elapsed_s = time.monotonic() - started
         outcome.peak_rss_mib = peak_rss / 2**20 if peak_rss else None
+        outcome.window_peak_rss_mib = window_rss / 2**20 if window_rss else None
+        if window_open and (marker := _window_marker(window_path)) is not None:  # closed after the last look
+            outcome.memory_window = str(marker.get("window") or "") or None
         if outcome.returncode is None:
             self._kill_server()
         self.current_pid = None
@@ -286,6 +309,16 @@ class Worker:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+
+def _window_marker(path: str) -> dict | None:
+    """The child's mark that its memory window closed (written atomically), or None."""
+    try:
+        with open(path) as fh:
+            marker = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
 
 
 def _open_log(path: Path):

@@ -12,7 +12,7 @@ from batchbench.errors import ConfigError
 from batchbench.worker.backends import get_backend
 from batchbench.worker.failures import classify, one_line, user_code_error
 from batchbench.worker.processes import join_processes, leave_processes
-from batchbench.worker.trackers import DeviceMemory, HostMemory, MiB, nvml_process_bytes
+from batchbench.worker.trackers import WINDOW_PATH_KEY, DeviceMemory, HostMemory, MemoryWindow, MiB, nvml_process_bytes
 
 
 def run_job(request: dict) -> dict:
@@ -25,7 +25,7 @@ def run_job(request: dict) -> dict:
         if op == "preflight":
             return preflight(request["config"], request.get("axes") or {})
         if op == "trial":
-            return run_trial(request["config"], request["trial"])
+            return run_trial(request["config"], request["trial"], request.get(WINDOW_PATH_KEY))
         if op == "noise_scale":
             return noise_scale(request["config"], request.get("axes") or {})
         raise ValueError(f"unknown op {op!r}")
@@ -275,7 +275,9 @@ def _head(x: Any, n: int) -> Any:
     return slice_rows(x, 0, n)
 
 
-def run_trial(config: dict, trial: dict) -> dict:
+def run_trial(config: dict, trial: dict, window_path: str | None = None) -> dict:
+    """One measured point. Its memory figures cover its memory window (see MemoryWindow);
+    `window_path` is where the window's end is marked for the controller's watcher."""
     host = HostMemory()
     host.start()
     axes = trial.get("axes") or {}
@@ -285,7 +287,7 @@ def run_trial(config: dict, trial: dict) -> dict:
 
     meter = EnergyMeter(on_gpu=get_backend(backend).on_gpu(device_info))
     with _scope(device_info):
-        result = _measure(config, trial, axes, backend, meter, host)
+        result = _measure(config, trial, axes, backend, meter, host, window_path)
     result["replicas"] = device_info.get("total_devices") or _replicas(device_info)
     for key in ("processes", "devices_per_process"):
         if key in device_info:
@@ -293,9 +295,10 @@ def run_trial(config: dict, trial: dict) -> dict:
     return result
 
 
-def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -> dict:
+def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, window_path: str | None = None) -> dict:
     device = DeviceMemory(backend)
     device.start()
+    window = MemoryWindow(host, device, window_path)
     from batchbench.worker.models import compile_model
     from batchbench.worker.timing import clock
 
@@ -304,10 +307,11 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -
     sweep = config["sweep"]
     batch_size = int(trial["batch_size"])
     if trial.get("phase") == "confirm":
-        # The found maximum is confirmed by a full pass: a whole epoch for fit, the whole
-        # dataset for predict, not a few steps.
-        samples = work.train.samples if trial["mode"] == "fit" else work.data.samples
-        sweep = {**sweep, "repeats": 1, "min_steps": max(sweep["min_steps"], samples // batch_size),
+        # The found maximum is confirmed by a full pass: a whole epoch for fit, not a few
+        # steps. A predict trial's memory window is a whole call over the data already.
+        min_steps = max(sweep["min_steps"], work.train.samples // batch_size) if trial["mode"] == "fit" \
+            else sweep["min_steps"]
+        sweep = {**sweep, "repeats": 1, "min_steps": min_steps,
                  "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
     jit = axes.get("jit_compile", "auto")
     extra: dict[str, Any] = {}
@@ -345,9 +349,10 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -
         if trial["method"] == "serve":
             measured = predict.measure_serve(work.model, work.data.x, batch_size, sweep,
                                              jit_compile=getattr(work.model, "jit_compile", False) is True,
-                                             meter=meter)
+                                             meter=meter, window_closed=lambda: window.close("first_pass"))
         else:
-            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep, meter=meter)
+            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep, meter=meter,
+                                               window_closed=lambda: window.close("first_call"))
         ref = trial.get("reference_path")
         if ref:
             try:
@@ -356,13 +361,14 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host) -
                 traceback.print_exc()
                 extra["consistent"] = None
     measured["wall_s"] = clock() - started
-    peak_host = host.peak_bytes()
-    peak_device = device.peak_bytes()
+    window.close("trial")  # fit: the whole trial; predict and serve closed theirs already
+    peak_host, peak_device = window.host_bytes, window.device_bytes
     return {
         "status": "ok",
         "measurement": measured,
         "peak_host_mib": peak_host / MiB if peak_host is not None else None,
         "peak_device_mib": peak_device / MiB if peak_device is not None else None,
+        "memory_window": window.kind,  # what the peaks cover: "trial", "first_call" or "first_pass"
         "nvml_process_mib": (lambda b: b / MiB if b else None)(nvml_process_bytes(os.getpid())),
         "params": work.params,
         "bn": work.has_bn,

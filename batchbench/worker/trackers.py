@@ -68,6 +68,57 @@ class DeviceMemory:
         return self.backend.peak_memory_bytes(self.devices)
 
 
+WINDOW_PATH_KEY = "window_path"  # the job request's key: where the child marks its window's end
+
+
+class MemoryWindow:
+    """The region a trial's memory figures cover, from the trial's start to `close()`.
+
+    fit: the whole trial. predict: the first whole `model.predict` call (setup included);
+    serve: making the batches and one pass over them. What runs after the window (predict's
+    timing windows) is no part of what the batch size costs, and resident memory never comes
+    down, so the peaks are read when it closes. `close()` also writes a marker file (JSON:
+    the window's kind and its host peak) where the controller's watcher looks: from then on
+    it no longer holds the trial's resident memory against the cap."""
+
+    def __init__(self, host: HostMemory, device: DeviceMemory | None, marker_path: str | None = None) -> None:
+        self.host, self.device, self.marker_path = host, device, marker_path
+        self.kind: str | None = None
+        self.host_bytes: int | None = None
+        self.device_bytes: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.kind is not None
+
+    def close(self, kind: str) -> None:
+        if self.closed:
+            return
+        self.host_bytes = self.host.peak_bytes()
+        self.device_bytes = self.device.peak_bytes() if self.device is not None else None
+        self.kind = kind
+        if self.marker_path:
+            # Without a reset VmHWM may hold the server's past: the watcher then keeps its own samples.
+            _write_marker(self.marker_path, {"window": kind,
+                                             "peak_host_bytes": self.host_bytes if self.host.reset_ok else None,
+                                             "peak_device_bytes": self.device_bytes})
+
+
+def _write_marker(path: str, content: dict) -> None:
+    """Atomically (the watcher reads it whole or not at all), never through a planted link."""
+    import json
+
+    tmp = path + ".tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(content, fh)
+        os.replace(tmp, path)
+    except OSError:  # the controller then holds the whole trial against the cap, as before
+        pass
+
+
 def nvml_process_bytes(pid: int | None = None) -> int | None:
     """NVML's view of the memory this process holds on all GPUs (None without NVML)."""
     try:
