@@ -23,7 +23,10 @@ def sweep_options(func):
         click.option("--batch-sizes", help="8,16,32 or a range 1-256 (every power of two in it)."),
         click.option("--modes", help="fit,predict"),
         click.option("--methods", help="predict,serve (how predict mode calls the model)."),
-        click.option("--repeats", type=int, help="Timed repeats per trial."),
+        click.option("--repeats", type=int, help="Timed repeats per trial (each round's)."),
+        click.option("--rounds", type=int, help="Measure every point in exactly N rounds (fresh processes, "
+                                                 "shuffled order); default: 3, more for noisy points, up to 8."),
+        click.option("--max-time-s", type=float, help="Add no rounds past this many seconds of sweeping."),
         click.option("--memory-limit", help="Cap a trial's memory, e.g. 1.5GiB."),
         click.option("--device-memory-limit", help="Give TensorFlow a logical GPU of this size, e.g. 8GiB."),
         click.option("--find-max", is_flag=True, default=None, help="Search the largest batch that fits."),
@@ -61,7 +64,7 @@ def _overrides(kw: dict) -> dict:
     for key in ("modes", "methods", *AXES):
         if kw.get(key) is not None:
             out[key] = parse_list(kw[key])
-    for key in ("repeats", "memory_limit", "device_memory_limit", "margin", "slo_ms", "percentile"):
+    for key in ("repeats", "rounds", "max_time_s", "memory_limit", "device_memory_limit", "margin", "slo_ms", "percentile"):
         if kw.get(key) is not None:
             out[key] = kw[key]
     if kw.get("find_max"):

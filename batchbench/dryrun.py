@@ -62,6 +62,8 @@ def plan_preview(config: Config, resume_dir: Path | None = None) -> dict[str, An
     planned = [t for g in groups for t in g["trials"] if t["state"] == "planned"]
     out: dict[str, Any] = {
         "name": config.name, "samples": samples, "groups": groups, "planned_trials": len(planned),
+        "rounds": {"min": config.sweep.rounds.min, "max": config.sweep.rounds.max,
+                   "rel_half_width": config.sweep.rounds.rel_half_width},
         "find_max": config.sweep.find_max,
         "phases": ["ladder"] + (["search", "confirm"] if config.sweep.find_max else []),
     }
@@ -123,7 +125,12 @@ def _span_s(record: dict) -> float:
 def render_preview(preview: dict[str, Any]) -> str:
     from batchbench.progress import clock
 
-    lines = [f"dry run of {preview['name']}: {preview['planned_trials']} trial(s) would run"
+    rounds = preview.get("rounds") or {"min": 1, "max": 1}
+    n = preview["planned_trials"]
+    each = f"{rounds['min']} round(s)" if rounds["min"] == rounds["max"] else \
+        f"{rounds['min']} rounds, up to {rounds['max']} where the interval is wider than ±{rounds['rel_half_width']:.0%}"
+    lines = [f"dry run of {preview['name']}: {n} point(s) would run, {each} ({n * rounds['min']}"
+             + (f"-{n * rounds['max']}" if rounds["max"] > rounds["min"] else "") + " trials)"
              + (f" on {preview['samples']} samples" if preview.get("samples") is not None else "")]
     for group in preview["groups"]:
         cells = []

@@ -35,9 +35,21 @@ def _fmt(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Trial:
+    """One planned point (group x batch size x phase) in one round. `trial_id` names the point
+    (its results.csv row, pooled over rounds); `record_id` names this round's trial process
+    (its record and log in trials/)."""
+
     group: Group
     batch_size: int
     phase: str = "ladder"  # ladder | search | confirm
+    round: int = 1
+
+    def in_round(self, number: int) -> Trial:
+        return Trial(self.group, self.batch_size, self.phase, number)
+
+    @property
+    def record_id(self) -> str:
+        return f"{self.trial_id}-r{self.round}"
 
     @property
     def mode(self) -> str:

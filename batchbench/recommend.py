@@ -7,7 +7,8 @@ from typing import Any
 
 from batchbench.numbers import is_number
 
-NEAR_BEST = 0.95   # smallest batch within 5% of the best throughput
+NEAR_BEST = 0.95   # within 5% of the best throughput counts as tied with it
+FLOOR = 0.90       # never tied below 90% of the best, however wide the intervals
 KNEE = 0.90        # smallest batch reaching 90% of the best throughput
 
 
@@ -38,8 +39,9 @@ def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: f
         return out
     best = max(ok, key=lambda r: r["throughput_sps"])
     out["best_throughput"] = best["batch_size"]
-    near = [r for r in ok if r["throughput_sps"] >= NEAR_BEST * best["throughput_sps"]]
-    out["smallest_near_best"] = min(r["batch_size"] for r in near)
+    tied = sorted(r["batch_size"] for r in ok if tied_with(r, best))
+    out["recommended"] = tied[0]
+    out["tied_with_best"] = tied
     if rows and rows[0].get("mode") == "predict":
         knee = [r for r in ok if r["throughput_sps"] >= KNEE * best["throughput_sps"]]
         out["knee"] = min(r["batch_size"] for r in knee)
@@ -48,6 +50,26 @@ def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: f
             within = [r for r in ok if is_number(r.get(column)) and r[column] <= slo_ms]
             out["slo"] = max(within, key=lambda r: r["throughput_sps"])["batch_size"] if within else None
     return out
+
+
+def _interval(row: dict) -> tuple[float, float] | None:
+    low, high = row.get("throughput_sps_ci_low"), row.get("throughput_sps_ci_high")
+    return (low, high) if is_number(low) and is_number(high) else None
+
+
+def tied_with(row: dict, best: dict) -> bool:
+    """Whether a row is as fast as the best one for practical purposes: within 5% of it, or
+    not distinguishable from it (their 95% intervals over rounds overlap), and never below
+    90% of it (wide intervals that tie everything are no answer)."""
+    if row is best or row["batch_size"] == best["batch_size"]:
+        return True
+    ratio = row["throughput_sps"] / best["throughput_sps"]
+    if ratio < FLOOR:
+        return False
+    if ratio >= NEAR_BEST:
+        return True
+    mine, theirs = _interval(row), _interval(best)
+    return bool(mine and theirs and mine[1] >= theirs[0])
 
 
 def latency_column(percentile: float) -> str:

@@ -141,6 +141,17 @@ class ResultsWriter:
         text = _line(self.columns) + "".join(_line(row.get(c) for c in self.columns) for row in rows)
         write_atomic(self.path, text)
 
+    def replace_all(self, rows: list[dict[str, Any]]) -> None:
+        """Every row at once, atomically: the pooled rows after another round-trial."""
+        try:
+            if self._fault:
+                self._fault()
+            for row in rows:
+                self.columns += [k for k in row if k not in self.columns]
+            self._rewrite(rows)
+        except OSError as exc:
+            raise OutputError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
+
     def rows(self) -> list[dict[str, Any]]:
         return read_rows(self.path, strict=True) if self.path.exists() and self.path.stat().st_size else []
 
@@ -165,22 +176,22 @@ class ResultsWriter:
 
 
 # ---------------------------------------------------------------- the durable unit
-def _record_path(run_dir: Path, trial_id: str) -> Path:
-    return Path(run_dir) / "trials" / f"{trial_id}.result.json"
+def _record_path(run_dir: Path, record_id: str) -> Path:
+    return Path(run_dir) / "trials" / f"{record_id}.result.json"
 
 
-def save_trial_record(run_dir: Path, row: dict[str, Any], samples: dict[str, Any] | None) -> None:
-    """A finished trial's row and raw samples, as one atomic file, before the CSV row."""
+def save_trial_record(run_dir: Path, record_id: str, row: dict[str, Any], samples: dict[str, Any] | None) -> None:
+    """A finished round-trial's row and raw samples, as one atomic file, before the CSV row."""
     try:
         make_dir(Path(run_dir) / "trials")
-        write_json_atomic(_record_path(run_dir, row["trial_id"]), {"row": row, "samples": samples})
+        write_json_atomic(_record_path(run_dir, record_id), {"record_id": record_id, "row": row, "samples": samples})
     except OSError as exc:
-        raise OutputError(f"cannot save the result of {row['trial_id']}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot save the result of {record_id}: {exc.strerror or exc}") from None
 
 
 def load_trial_records(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """trial_id -> {"row", "samples"} for every readable record (a damaged one is ignored:
-    its trial then runs again)."""
+    """record_id -> {"record_id", "row", "samples"} for every readable record (a damaged one is
+    ignored: its trial then runs again)."""
     out: dict[str, dict[str, Any]] = {}
     folder = Path(run_dir) / "trials"
     if not folder.is_dir():
@@ -192,7 +203,7 @@ def load_trial_records(run_dir: Path) -> dict[str, dict[str, Any]]:
         except (OSError, ValueError, RecursionError, BatchbenchError):
             continue
         if isinstance(data, dict) and isinstance(data.get("row"), dict) and data["row"].get("trial_id"):
-            out[data["row"]["trial_id"]] = data
+            out[str(data.get("record_id") or data["row"]["trial_id"])] = data
     return out
 
 

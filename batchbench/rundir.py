@@ -123,10 +123,9 @@ class RunStart:
     started_at: str
     lock: RunLock
     writer: ResultsWriter
-    done: dict[str, dict] = field(default_factory=dict)      # trial_id -> row already measured
-    samples: dict[str, dict] = field(default_factory=dict)   # trial_id -> raw samples
+    done: dict[str, dict] = field(default_factory=dict)      # record_id -> a round-trial's row already measured
+    samples: dict[str, dict] = field(default_factory=dict)   # record_id -> that round-trial's raw samples
     previous_noise: dict | None = None
-    recovered: list[str] = field(default_factory=list)       # rows put back from their trial records
     imports: list[str] = field(default_factory=list)         # modules a resume will import
 
 
@@ -176,20 +175,13 @@ def _resume(config: Config, run_dir: Path, write_fault) -> RunStart:
         check_same_settings(config, run_dir, previous)
         writer = ResultsWriter(run_dir, fault_injector=write_fault)
         start = RunStart(run_dir, previous.get("run_id") or run_dir.name, previous.get("started_at") or now_iso(),
-                         lock, writer, samples=dict(previous.get("samples") or {}),
-                         previous_noise=previous.get("noise_scale"))
-        for number, row in enumerate(writer.rows(), start=2):
-            if not row.get("trial_id"):
-                raise ConfigError(f"{run_dir / RESULTS_CSV}: line {number} has no trial_id, so resume cannot "
-                                  "tell which trial it is; nothing was changed", key="--resume")
-            start.done[row["trial_id"]] = row
-        for trial_id, record in load_trial_records(run_dir).items():
+                         lock, writer, previous_noise=previous.get("noise_scale"))
+        # The trial records are the durable unit: results.csv (pooled over rounds) is made again
+        # from them, so a row lost in a crash or a full disk comes back.
+        for record_id, record in load_trial_records(run_dir).items():
+            start.done[record_id] = record["row"]
             if record.get("samples"):
-                start.samples.setdefault(trial_id, record["samples"])
-            if trial_id not in start.done:  # saved, but the CSV row was lost (crash, full disk)
-                writer.append(record["row"])
-                start.done[trial_id] = record["row"]
-                start.recovered.append(trial_id)
+                start.samples[record_id] = record["samples"]
         start.imports = [ref for ref in (config.model.factory, config.data.callable and config.data.callable.function)
                          if ref]
         return start

@@ -48,10 +48,43 @@ class Stats:
             stdev=statistics.stdev(values) if len(values) > 1 else 0.0,
         )
 
-    def at(self, q: float) -> float:
-        return {50: self.median, 90: self.p90, 95: self.p95, 99: self.p99, 100: self.max}.get(q, math.nan)
-
     @property
     def cv(self) -> float:
         """Coefficient of variation: the noise warning's yardstick."""
         return self.stdev / self.mean if self.mean else math.nan
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point's throughput from its rounds: the geometric mean of the rounds' figures and a
+    95% t-interval around it on the log scale (throughputs are ratios: a round 10% slow and
+    one 10% fast cancel), with the rounds as the independent unit."""
+
+    center: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def rel_half_width(self) -> float:
+        return (self.high - self.low) / 2 / self.center if self.center else math.inf
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+def t_quantile(confidence: float, dof: int) -> float:
+    """Student's t two-sided quantile (scipy's; imported here, not at start-up)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + confidence / 2, dof))
+
+
+def round_interval(values: list[float], confidence: float = 0.95) -> Interval | None:
+    """None with fewer than two positive figures: one round gives no interval."""
+    logs = [math.log(v) for v in values if v and v > 0 and math.isfinite(v)]
+    if len(logs) < 2:
+        return None
+    mean = statistics.fmean(logs)
+    half = t_quantile(confidence, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return Interval(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs))

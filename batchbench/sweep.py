@@ -26,6 +26,7 @@ from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, Ou
 from batchbench.frontier import frontier
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.results import RUN_JSON, finite, save_trial_record, write_json_atomic
+from batchbench.rounds import interval_of, pool, precision_note, round_order, wants_round
 from batchbench.rows import RowContext, base_row, ending, row_from_outcome
 from batchbench.rundir import RunStart, default_run_dir, invocation, now_iso, open_run
 from batchbench.runfiles import write_atomic
@@ -35,6 +36,10 @@ from batchbench.version import RESULTS_SCHEMA_VERSION, __version__
 
 # Re-exported for the callers that knew them here.
 __all__ = ["Distributed", "Sweep", "SweepOptions", "SweepOutcome", "check_backends", "default_run_dir"]
+
+# What run.json keeps of each round-trial beside the pooled row.
+ROUND_FIELDS = ("round", "status", "throughput_sps", "throughput_sps_min", "throughput_sps_max", "repeats",
+                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error")
 
 WorkerFactory = Callable[[str, Path, bool, str], Worker]  # (backend, log path, verbose, config folder)
 
@@ -96,6 +101,16 @@ class Sweep:
         self.current_worker: Worker | None = None
         self.jobs = 0  # worker jobs started: each multi-process job joins on its own port
         self.identity: dict = {}  # what run.json says the run is; the config does not change during a sweep
+        self.round_rows: dict[str, list[dict]] = {}      # point (trial_id) -> its round-trials' rows
+        self.round_samples: dict[str, list[dict | None]] = {}
+        self.rounds: dict[str, list[dict]] = {}          # point -> each round's figures, for run.json
+        self.row_index: dict[str, int] = {}              # point -> its pooled row in self.rows
+        self.round_oom: dict[str, int] = {}              # group key -> smallest size out of memory in a later round
+        self.precision = ""                              # why the rounds stopped, in words
+        self.index = 0
+        self.total = 0
+        self.stopped = False                             # a multi-process run stops at a failed trial
+        self.started = time.monotonic()
 
     # ------------------------------------------------------------------ set-up
     def worker(self, backend: str) -> Worker:
@@ -164,9 +179,7 @@ class Sweep:
         self.start = open_run(self.config, self.options.out, self.options.resume,
                               process_id=dist.process_id if dist else 0, write_fault=self.options.write_fault)
         self.run_dir = self.start.run_dir
-        self.samples = self.start.samples
         done = self.start.done
-        self.rows = list(done.values())
         settings = self.config.measured_settings()
         self.identity = {"config_resolved": self.config.resolved(), "config_hash": settings_hash(settings),
                          "measured_settings": settings,
@@ -220,48 +233,134 @@ class Sweep:
                 for group in build_groups(self.config)]
 
     def _run_groups(self, done: dict[str, dict]) -> None:
+        """Round 1 group by group (the ordered ladder), then the later rounds interleaved, then
+        find-max's search and confirm trials, which stay sequential and single-round."""
         plans = self._plans()
-        total = sum(p.ladder_size for p in plans)
-        index = 0
-        self._emit(event="start", total=total, run_dir=str(self.run_dir))
-        for plan in plans:
+        spec = self.config.sweep.rounds
+        self.total = sum(p.ladder_size for p in plans) * spec.min
+        self._emit(event="start", total=self.total, run_dir=str(self.run_dir))
+        held: dict[int, Trial | Skip] = {}  # each plan's first search trial, run after the rounds
+        for n, plan in enumerate(plans):
             while (item := plan.next()) is not None:
-                if self.interrupted:
-                    raise self._interrupted()
-                index += 1
                 trial = item.trial if isinstance(item, Skip) else item
                 if trial.phase != "ladder":
-                    total += 1
-                    self._emit(event="total", total=total)
-                if trial.trial_id in done:
-                    plan.record(trial, done[trial.trial_id]["status"])
-                    self._emit(event="done", index=index, total=total, row=done[trial.trial_id], resumed=True)
-                    continue
-                if isinstance(item, Skip):
-                    row = base_row(trial, self.context, status="skipped", error=item.reason)
-                else:
-                    self._emit(event="trial", index=index, total=total, trial=trial)
-                    row = self._run_trial(trial)
-                if self.interrupted:
-                    raise self._interrupted()
-                plan.record(trial, row["status"])
-                self._keep(row)
-                self._emit(event="done", index=index, total=total, row=row)
-                if self.options.distributed and row["status"] in ("error", "timeout"):
-                    # A process that failed leaves the others waiting at the next join: stop here.
-                    self.warnings.append(f"stopped after {trial.trial_id} failed ({row['error']}): the other "
-                                         "processes of a multi-process run cannot go on without it")
+                    held[n] = item
+                    break
+                status = self._point(trial, done, skip=item.reason if isinstance(item, Skip) else None)
+                plan.record(trial, status)
+                if self.stopped:
                     return
+                if status != "ok":
+                    self.total -= spec.min - 1  # a point that did not run ok gets no more rounds
+                    self._emit(event="total", total=self.total)
+        self._later_rounds(plans, done)
+        if self.stopped:
+            return
+        for n, plan in enumerate(plans):
+            item = held.get(n)
+            while item is not None:
+                trial = item.trial if isinstance(item, Skip) else item
+                self.total += 1
+                self._emit(event="total", total=self.total)
+                plan.record(trial, self._point(trial, done, skip=item.reason if isinstance(item, Skip) else None))
+                if self.stopped:
+                    return
+                item = plan.next()
             if plan.find_max:
                 self.frontier[plan.group.key] = frontier(plan, self.rows, self.budget, self.config.sweep.margin)
+        if self.rows:
+            self.start.writer.replace_all(self.rows)  # a resume that ran nothing still mends results.csv
 
-    def _keep(self, row: dict) -> None:
-        """The durable unit first (row and samples in one atomic file), then the CSV row, then run.json."""
+    def _later_rounds(self, plans: list[GroupPlan], done: dict[str, dict]) -> None:
+        spec = self.config.sweep.rounds
+        adaptive = not self.options.distributed  # every process must run the same trials
+        points = [Trial(plan.group, b) for plan in plans for b in sorted(plan.batch_sizes)
+                  if self._status(Trial(plan.group, b)) == "ok"]
+        why = ""
+        for number in range(2, spec.max + 1):
+            due = [t for t in points if wants_round(self.round_rows.get(t.trial_id, []), number, spec, adaptive)]
+            if not due:
+                break
+            budget = self.config.sweep.max_time_s
+            if budget and number > spec.min and time.monotonic() - self.started > budget:
+                why = f"; stopped adding rounds at sweep.max_time_s={budget:g}"
+                break
+            if number > spec.min:
+                self.total += len(due)
+                self._emit(event="total", total=self.total)
+            for trial in round_order(due, number, self.config.sweep.seed):
+                cap = self.round_oom.get(trial.group.key)
+                if cap is not None and trial.batch_size > cap:
+                    self.total -= 1  # above an OOM of an earlier round: not run again
+                    continue
+                status = self._point(trial.in_round(number), done)
+                if self.stopped:
+                    return
+                if status == "oom":
+                    self.round_oom[trial.group.key] = min(trial.batch_size, cap or trial.batch_size)
+            self._emit(event="total", total=self.total)
+        intervals = {tid: interval_of(rows) for tid, rows in self.round_rows.items()
+                     if rows and rows[0].get("phase") in (None, "ladder")}
+        note = precision_note(intervals, spec)
+        if note:
+            self.precision = note + why
+            self._emit(event="note", text=f"rounds: {self.precision}")
+
+    def _status(self, trial: Trial) -> str | None:
+        rows = self.round_rows.get(trial.trial_id)
+        return rows[-1].get("status") if rows else None
+
+    def _point(self, trial: Trial, done: dict[str, dict], skip: str | None = None) -> str:
+        """Run (or take from an earlier session) one round of one point; returns the status of
+        that round-trial."""
+        if self.interrupted:
+            raise self._interrupted()
+        self.index += 1
+        if trial.record_id in done:
+            row = done[trial.record_id]
+            self._pool(trial, row, self.start.samples.get(trial.record_id))
+            self._emit(event="done", index=self.index, total=self.total, row=row, resumed=True)
+            return row["status"]
+        if skip is not None:
+            row, samples = base_row(trial, self.context, status="skipped", error=skip), None
+        else:
+            self._emit(event="trial", index=self.index, total=self.total, trial=trial)
+            row, samples = self._run_trial(trial)
+        if self.interrupted:
+            raise self._interrupted()
+        row["round"] = trial.round
         row["finished_at"] = now_iso()
-        save_trial_record(self.run_dir, row, self.samples.get(row["trial_id"]))
-        self.start.writer.append(row)
-        self.rows.append(row)
+        # The durable unit first (row and samples in one atomic file), then results.csv, then run.json.
+        save_trial_record(self.run_dir, trial.record_id, row, samples)
+        self._pool(trial, row, samples)
+        self.start.writer.replace_all(self.rows)
         self._write_run_json()
+        self._emit(event="done", index=self.index, total=self.total, row=row)
+        if self.options.distributed and row["status"] in ("error", "timeout"):
+            # A process that failed leaves the others waiting at the next join: stop here.
+            self.warnings.append(f"stopped after {trial.record_id} failed ({row['error']}): the other "
+                                 "processes of a multi-process run cannot go on without it")
+            self.stopped = True
+        return row["status"]
+
+    def _pool(self, trial: Trial, row: dict, samples: dict | None) -> None:
+        """This round's row joins the point's earlier rounds; the point's pooled row replaces
+        its old one."""
+        point = trial.trial_id
+        rows = self.round_rows.setdefault(point, [])
+        kept = self.round_samples.setdefault(point, [])
+        rows.append({**row, "round": trial.round})
+        kept.append(samples)
+        pooled, pooled_samples = pool(rows, kept)
+        if pooled_samples is not None:
+            self.samples[point] = pooled_samples
+        self.rounds[point] = [{k: r.get(k) for k in ROUND_FIELDS} for r in rows]
+        at = self.row_index.get(point)
+        if at is None:
+            self.row_index[point] = len(self.rows)
+            self.rows.append(pooled)
+        else:
+            self.rows[at] = pooled
 
     def _noise_scale(self) -> None:
         """The critical batch size, estimated once per sweep when training quality is asked for."""
@@ -296,14 +395,16 @@ class Sweep:
         finally:
             self.current_worker = None
 
-    def _run_trial(self, trial: Trial) -> dict:
+    def _run_trial(self, trial: Trial) -> tuple[dict, dict | None]:
         axes = dict(trial.group.axes)
         worker = self.worker(axes["backend"])
-        log_path = self.run_dir / "trials" / f"{trial.trial_id}.log"
+        log_path = self.run_dir / "trials" / f"{trial.record_id}.log"
         request = {"op": "trial", "config": self._next_job_config(),
                    "trial": {"mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
-                             "axes": axes, "phase": trial.phase,
-                             "reference_path": str(self._reference_path(trial)) if trial.mode == "predict" else None}}
+                             "axes": axes, "phase": trial.phase, "round": trial.round,
+                             # the consistency check once per point: its first round
+                             "reference_path": str(self._reference_path(trial))
+                             if trial.mode == "predict" and trial.round == 1 else None}}
         self.current_worker = worker
         started = time.perf_counter()
         peer_note: list[str] = []
@@ -324,17 +425,15 @@ class Sweep:
         made = row_from_outcome(trial, outcome, time.perf_counter() - started, self.context,
                                 available_bytes=available_memory_bytes())
         row = made.row
-        if made.samples is not None:
-            self.samples[trial.trial_id] = made.samples
         if made.noisy_cv is not None:
-            self.noisy[trial.trial_id] = made.noisy_cv
+            self.noisy[trial.record_id] = made.noisy_cv
         if made.unstable:
-            self.unstable.append(trial.trial_id)
+            self.unstable.append(trial.record_id)
         if peer_note and row["status"] != "ok":
             row.update(status="error", error=f"{peer_note[0]}; this process's trial was ended")
         if row["status"] == "ok" and not self.options.verbose:
             log_path.unlink(missing_ok=True)
-        return row
+        return row, made.samples
 
     def _reference_path(self, trial: Trial) -> Path:
         key = trial.group.key.replace("/", "_").replace("|", "_").replace("=", "-")
@@ -342,8 +441,11 @@ class Sweep:
 
     # ------------------------------------------------------------------ records
     def summary(self) -> dict:
-        return sweep_summary(self.config, self.rows, self.frontier, self.noise, self.warnings, self.noisy,
-                             self.unstable, str(self.run_dir))
+        summary = sweep_summary(self.config, self.rows, self.frontier, self.noise, self.warnings, self.noisy,
+                                self.unstable, str(self.run_dir))
+        if self.precision:
+            summary["rounds"] = self.precision
+        return summary
 
     def _write_run_json(self) -> None:
         self.record = {
@@ -362,6 +464,7 @@ class Sweep:
             "started_at": self.start.started_at,
             "ended_at": now_iso() if self.status != "running" else None,
             "samples": self.samples,
+            "rounds": self.rounds,
             "noise_scale": self.noise,
             "summary": self.summary(),
         }

@@ -26,7 +26,7 @@ def _fast_tier_stays_framework_free(request):
         assert not loaded, f"{request.node.nodeid} imported {', '.join(loaded)} in the fast tier: mark it slow"
 
 
-TINY_SWEEP = {"repeats": 3, "min_steps": 3, "min_time_s": 0.02, "warmup_steps": 1}
+TINY_SWEEP = {"repeats": 3, "min_steps": 3, "min_time_s": 0.02, "warmup_steps": 1, "rounds": 1}
 
 
 def tiny_config(**overrides) -> dict:

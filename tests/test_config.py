@@ -788,14 +788,15 @@ def _hash(tmp_path, text: str) -> str:
 def test_measurement_hash_is_stable(tmp_path):
     assert _hash(tmp_path, MINIMAL) == _hash(tmp_path, MINIMAL)
     # the same config written differently (defaults spelled out, other key order) measures the same
-    spelled_out = "sweep: {repeats: 7, batch_sizes: [16, 8], modes: [fit, predict]}\nmodel: {builtin: mlp}\n"
+    spelled_out = "sweep: {repeats: 3, rounds: {min: 3}, batch_sizes: [16, 8], modes: [fit, predict]}\nmodel: {builtin: mlp}\n"
     assert _hash(tmp_path, spelled_out) == _hash(tmp_path, MINIMAL)
 
 
 @pytest.mark.parametrize(
     "changed",
     [
-        "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 16], repeats: 3}\n",
+        "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 16], repeats: 5}\n",
+        "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 16], rounds: 2}\n",
         "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 32]}\n",
         "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 16], precision: mixed_bfloat16}\n",
         "model: {builtin: mlp}\nsweep: {batch_sizes: [8, 16], min_time_s: 1}\n",

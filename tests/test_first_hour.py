@@ -74,7 +74,7 @@ def test_every_shipped_config_and_data_kind_takes_every_option(options, kind_con
         for command in ("sweep", "predict-throughput"):
             code, out, err = cli(command, config, *options, "--dry-run", "--out", tmp_path / "never")
             assert code == 0, f"{command} {config.name} {options}: {err}{out}"
-            assert "trial(s) would run" in out
+            assert "point(s) would run" in out
             assert not (tmp_path / "never").exists()  # a dry run writes nothing
 
 

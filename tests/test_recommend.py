@@ -17,7 +17,7 @@ def test_best_knee_and_near_best():
     rec = recommend_group(ROWS)
     assert rec["best_throughput"] == 512
     assert rec["knee"] == 32  # the smallest batch reaching 90% of the best
-    assert rec["smallest_near_best"] == 128  # the smallest within 5% of the best
+    assert rec["recommended"] == 128 and rec["tied_with_best"] == [128, 512]  # one round: within 5% is tied
     assert rec["largest_ok"] == 512
 
 

@@ -125,15 +125,15 @@ def test_a_last_row_lacking_only_its_newline_is_kept(tmp_path):
 
 
 def test_a_row_cut_short_is_dropped_and_its_record_brings_it_back(tmp_path):
-    save_trial_record(tmp_path, row(16), {"throughput_sps": [1600.0, 1601.0]})
+    save_trial_record(tmp_path, "fit-b16-r1", row(16), {"throughput_sps": [1600.0, 1601.0]})
     path = written(tmp_path, [row(8), row(16)])
     text = path.read_text()
     path.write_text(text[: text.rindex("\n", 0, len(text) - 1) + 12])  # the last row, cut mid-line
     writer = ResultsWriter(tmp_path)
     assert [r["batch_size"] for r in writer.rows()] == [8]
     records = load_trial_records(tmp_path)
-    assert records["fit-b16"]["row"]["batch_size"] == 16
-    assert records["fit-b16"]["samples"]["throughput_sps"] == [1600.0, 1601.0]
+    assert records["fit-b16-r1"]["row"]["batch_size"] == 16
+    assert records["fit-b16-r1"]["samples"]["throughput_sps"] == [1600.0, 1601.0]
 
 
 def test_widening_the_header_keeps_every_row(tmp_path):
@@ -237,9 +237,9 @@ def test_text_columns_stay_text(tmp_path):
 
 
 def test_records_are_plain_json(tmp_path):
-    save_trial_record(tmp_path, row(8), {"throughput_sps": [1.0]})
-    data = json.loads((tmp_path / "trials" / "fit-b8.result.json").read_text())
-    assert data["row"]["trial_id"] == "fit-b8"
+    save_trial_record(tmp_path, "fit-b8-r1", row(8), {"throughput_sps": [1.0]})
+    data = json.loads((tmp_path / "trials" / "fit-b8-r1.result.json").read_text())
+    assert data["row"]["trial_id"] == "fit-b8" and data["record_id"] == "fit-b8-r1"
 
 
 # ---------------------------------------------------------------- the column spec

@@ -83,8 +83,8 @@ def test_rows_are_classified_from_literal_outcomes(tmp_path):
     assert fit8["loss"] == "mse" and fit8["finished_at"]
     # every row is on disk, as a record with its samples and in the CSV
     records = load_trial_records(tmp_path / "run")
-    assert set(records) == set(by_id)
-    assert records["fit-b8"]["samples"]["throughput_sps"]
+    assert set(records) == {f"{tid}-r1" for tid in by_id}  # one round each (the tiny config's rounds: 1)
+    assert records["fit-b8-r1"]["samples"]["throughput_sps"]
     assert {r["trial_id"] for r in read_rows(tmp_path / "run" / "results.csv")} == set(by_id)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["status"] == "complete" and set(run["samples"]) == {k for k, r in by_id.items() if r["status"] == "ok"}

@@ -262,6 +262,35 @@ class StabilitySpec(_Strict):
     max_windows: Int = Field(default=12, ge=3)
 
 
+class RoundsSpec(_Strict):
+    """How many rounds each point is measured in: each round a fresh trial process, the later
+    rounds in a seeded random order. After `min` rounds, a point gets more (up to `max`) while
+    its 95% interval's half-width is wider than `rel_half_width` of its throughput."""
+
+    min: Int = Field(default=3, gt=0)
+    max: Int = Field(default=8, gt=0)
+    rel_half_width: Num = Field(default=0.03, gt=0, lt=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 1:
+                raise ValueError(f"got {value}, expected a whole number of rounds of at least 1")
+            return {"min": value, "max": value}  # a fixed number of rounds
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> RoundsSpec:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        return self
+
+    @property
+    def fixed(self) -> bool:
+        return self.min == self.max
+
+
 class TargetSpec(_Strict):
     metric: str
     value: Num
@@ -273,7 +302,9 @@ class SweepSpec(_Strict):
     modes: list[Mode] = Field(default_factory=lambda: list(MODES))
     methods: list[Method] = Field(default_factory=lambda: list(METHODS))
     epochs: Int | None = Field(default=None, gt=0)
-    repeats: Int = Field(default=7, gt=0)
+    repeats: Int = Field(default=3, gt=0)
+    rounds: RoundsSpec = Field(default_factory=RoundsSpec)
+    max_time_s: Num | None = Field(default=None, gt=0)
     seed: Int = 0
     warmup_steps: Int = Field(default=2, ge=0)
     min_steps: Int = Field(default=5, gt=0)

@@ -56,11 +56,11 @@ def _action(verb: str, choice: int, rec: dict, rows: dict[int, dict], slo_ms: An
     p = tail_name(tail)
     if choice == best_batch:
         head = f"{verb} at {choice}: the best throughput, {_sig(best['throughput_sps'])} samples/s"
-    elif _tied(rec, choice):
-        head = f"{verb} at {choice}: as fast as the best ({best_batch}) within the measurement noise"
     else:
         share = math.floor(100 * chosen["throughput_sps"] / best["throughput_sps"])
         head = f"{verb} at {choice}: {share}% of the best throughput ({best_batch})"
+        if _tied(rec, choice):
+            head += ", as fast within the measurement noise"
     costs = []
     if choice == rec.get("slo") and is_number(slo_ms):
         costs.append(f"the fastest with {p} within {slo_ms:g} ms" + (f" ({_sig(chosen[tail])} ms)"

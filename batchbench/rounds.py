@@ -1,0 +1,131 @@
+"""Rounds: every planned point is measured in several fresh trial processes, and the rounds,
+not the repeats inside one process, are the independent unit of its interval.
+
+Round 1 is the ordered ladder (smallest batch first, so an OOM still skips the larger sizes
+and predict's consistency reference is the smallest size). Later rounds run the points that
+are still wanted in a seeded random order, so a slow minute of the machine lands on
+different sizes in different rounds. A point is wanted for round k while every round so far
+measured it (ok) and either k <= rounds.min, or its interval is still wider than
+rounds.rel_half_width of its throughput and k <= rounds.max.
+
+`pool` turns a point's round rows into its one results.csv row; everything here is a pure
+function of plain rows, tested without processes.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from batchbench.config.schema import RoundsSpec
+from batchbench.stats import Interval, Stats, round_interval
+
+T = TypeVar("T")
+
+SUMMED = ("repeats", "steps", "samples", "timed_s", "wall_s", "energy_j")
+PEAKS = ("peak_host_mib", "peak_device_mib", "nvml_process_mib")
+
+
+def round_order(points: Sequence[T], round_number: int, seed: int) -> list[T]:
+    """The points of a later round in a random order that the seed and round number decide
+    (the same on resume and in every process of a multi-process run)."""
+    order = list(points)
+    if round_number > 1:
+        random.Random(f"batchbench-rounds:{seed}:{round_number}").shuffle(order)
+    return order
+
+
+def interval_of(rows: Sequence[dict]) -> Interval | None:
+    return round_interval([r["throughput_sps"] for r in rows
+                           if r.get("status") == "ok" and r.get("throughput_sps") is not None])
+
+
+def wants_round(rows: Sequence[dict], number: int, spec: RoundsSpec, adaptive: bool = True) -> bool:
+    """Whether a point whose rounds so far gave `rows` gets round `number`."""
+    if not rows or any(r.get("status") != "ok" for r in rows) or number > spec.max:
+        return False
+    if number <= spec.min:
+        return True
+    if not adaptive:
+        return False
+    interval = interval_of(rows)
+    return interval is None or interval.rel_half_width > spec.rel_half_width
+
+
+def pool(rows: Sequence[dict], samples: Sequence[dict | None]) -> tuple[dict, dict | None]:
+    """A point's results.csv row and run.json samples from its round rows (round order).
+
+    throughput_sps is the geometric mean of the rounds' medians, with its 95% interval over
+    rounds; _min/_max and the latency percentiles are over every repeat and step of every
+    round; counts and times are summed; memory peaks are the highest round's; `stable` holds
+    only if every round was. A round that failed after others ran ok makes the point fail
+    (a size that sometimes runs out of memory is not one to use), keeping the figures."""
+    ok = [(r, s) for r, s in zip(rows, samples, strict=True) if r.get("status") == "ok"]
+    failed = [r for r in rows if r.get("status") != "ok"]
+    row = {k: v for k, v in (ok[0][0] if ok else rows[0]).items() if k != "round"}
+    row["rounds"] = len(ok)
+    if failed and ok:
+        bad = failed[0]
+        row.update(status=bad["status"], oom_kind=bad.get("oom_kind"),
+                   error=f"round {bad.get('round', '?')} of {len(rows)}: {bad.get('error')} "
+                         f"({len(ok)} round(s) ran ok before)")
+    if not ok:
+        return row, samples[0] if samples else None
+    oks = [r for r, _ in ok]
+    throughputs, rounds_of, step_ms = [], [], []
+    for r, s in ok:
+        s = s or {}
+        values = list(s.get("throughput_sps") or [])
+        throughputs += values
+        rounds_of += [int(r.get("round") or 1) - 1] * len(values)
+        step_ms += list(s.get("step_ms") or [])
+    interval = interval_of(oks)
+    if interval is not None:
+        row["throughput_sps"] = interval.center
+        row["throughput_sps_ci_low"], row["throughput_sps_ci_high"] = interval.low, interval.high
+    if throughputs:
+        row["throughput_sps_min"], row["throughput_sps_max"] = min(throughputs), max(throughputs)
+    if step_ms and len(oks) > 1:
+        st = Stats.from_values(step_ms)
+        row.update(step_ms_median=st.median, step_ms_p90=st.p90, step_ms_p95=st.p95, step_ms_p99=st.p99,
+                   step_ms_max=st.max, sample_ms=st.median / row["batch_size"])
+    for key in SUMMED:
+        values = [r[key] for r in oks if r.get(key) is not None]
+        row[key] = sum(values) if values else None
+    for key in PEAKS:
+        values = [r[key] for r in oks if r.get(key) is not None]
+        row[key] = max(values) if values else None
+    headroom = [r["headroom_mib"] for r in oks if r.get("headroom_mib") is not None]
+    row["headroom_mib"] = min(headroom) if headroom else None
+    first = [r["first_step_s"] for r in oks if r.get("first_step_s") is not None]
+    row["first_step_s"] = statistics.median(first) if first else None
+    if row.get("energy_j") is not None and row.get("samples"):
+        row["j_per_1k"] = row["energy_j"] / row["samples"] * 1000
+    stable = [r.get("stable") for r in oks if r.get("stable") is not None]
+    row["stable"] = all(stable) if stable else row.get("stable")
+    row["finished_at"] = oks[-1].get("finished_at") or row.get("finished_at")
+    pooled: dict[str, Any] = {"throughput_sps": throughputs, "round": rounds_of, "step_ms": step_ms}
+    return row, pooled
+
+
+def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec) -> str:
+    """Why the rounds stopped, in words, from the points' final intervals."""
+    measured = {k: v for k, v in intervals.items() if v is not None}
+    if not measured:
+        return ""
+    wide = sorted(((v.rel_half_width, k) for k, v in measured.items() if v.rel_half_width > spec.rel_half_width),
+                  reverse=True)
+    median = statistics.median(v.rel_half_width for v in measured.values())
+    if not wide:
+        return (f"every point's 95% interval is within ±{spec.rel_half_width:.0%} of its throughput "
+                f"(median ±{median:.1%}), after {min(v.n for v in measured.values())}-"
+                f"{max(v.n for v in measured.values())} rounds")
+    if spec.fixed:
+        return (f"{len(wide)} of {len(measured)} points are wider than ±{spec.rel_half_width:.0%} after "
+                f"{spec.max} round(s) (median ±{median:.1%})")
+    listed = ", ".join(f"{k} ±{w:.0%}" for w, k in wide[:3])
+    return (f"{len(wide)} of {len(measured)} points did not reach ±{spec.rel_half_width:.0%} within "
+            f"{spec.max} rounds (median ±{median:.1%}; widest {listed}): the machine is noisy; quiet it, "
+            f"or raise sweep.rounds.max")

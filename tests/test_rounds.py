@@ -1,0 +1,216 @@
+"""Rounds: the pooled row and its interval from known samples, the seeded shuffled order,
+adaptive stopping, OOM in a later round, resume after a kill mid-round, and the noise-aware
+pick. A fake worker answers the trials: no processes, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import statistics
+
+import pytest
+
+from batchbench.config import config_from_dict
+from batchbench.config.schema import RoundsSpec
+from batchbench.errors import InterruptedSweep
+from batchbench.recommend import recommend_group
+from batchbench.results import load_trial_records, read_rows
+from batchbench.rounds import pool, round_order, wants_round
+from batchbench.runner import JobOutcome
+from batchbench.stats import round_interval, t_quantile
+from batchbench.sweep import Sweep, SweepOptions
+from tests.conftest import tiny_config
+from tests.test_sweep_loop import PREFLIGHT
+
+
+# ---------------------------------------------------------------- pure pieces
+def test_interval_from_known_round_figures():
+    values = [900.0, 1000.0, 1100.0]
+    iv = round_interval(values)
+    logs = [math.log(v) for v in values]
+    half = t_quantile(0.95, 2) * statistics.stdev(logs) / math.sqrt(3)
+    assert iv.center == pytest.approx(math.exp(statistics.fmean(logs)))
+    assert iv.low == pytest.approx(iv.center * math.exp(-half)) and iv.high == pytest.approx(iv.center * math.exp(half))
+    assert iv.low < min(values) and iv.high > max(values)  # 3 rounds: t(2) = 4.3, wide
+    assert round_interval([1000.0]) is None
+    tighter = round_interval([990.0, 1000.0, 1010.0, 995.0, 1005.0])
+    assert tighter.rel_half_width < iv.rel_half_width
+
+
+def test_pool_sums_counts_and_keeps_the_highest_peak():
+    rows = [{"trial_id": "fit-b8", "batch_size": 8, "status": "ok", "round": k, "throughput_sps": tp,
+             "repeats": 3, "samples": 240, "timed_s": 0.1, "wall_s": 1.0, "steps": 30, "peak_host_mib": peak,
+             "headroom_mib": 1000 - peak, "first_step_s": 0.2, "stable": None}
+            for k, tp, peak in ((1, 1000.0, 500.0), (2, 1100.0, 520.0), (3, 950.0, 510.0))]
+    samples = [{"throughput_sps": [tp * 0.98, tp, tp * 1.01], "step_ms": [1.0, 2.0, 3.0]} for tp in (1000, 1100, 950)]
+    row, pooled = pool(rows, samples)
+    assert row["rounds"] == 3 and row["repeats"] == 9 and row["samples"] == 720 and row["wall_s"] == pytest.approx(3.0)
+    assert row["peak_host_mib"] == 520.0 and row["headroom_mib"] == 480.0
+    assert row["throughput_sps_ci_low"] < row["throughput_sps"] < row["throughput_sps_ci_high"]
+    assert row["throughput_sps_min"] == pytest.approx(950 * 0.98) and row["throughput_sps_max"] == pytest.approx(1111)
+    assert pooled["round"] == [0, 0, 0, 1, 1, 1, 2, 2, 2] and len(pooled["throughput_sps"]) == 9
+    assert "round" not in row
+
+
+def test_a_later_round_out_of_memory_fails_the_point_and_keeps_its_figures():
+    rows = [{"trial_id": "fit-b8", "batch_size": 8, "status": "ok", "round": 1, "throughput_sps": 1000.0},
+            {"trial_id": "fit-b8", "batch_size": 8, "status": "oom", "round": 2, "error": "crossed the cap",
+             "oom_kind": "host"}]
+    row, _ = pool(rows, [{"throughput_sps": [1000.0]}, None])
+    assert row["status"] == "oom" and row["oom_kind"] == "host" and "round 2 of 2" in row["error"]
+    assert row["throughput_sps"] == 1000.0 and row["rounds"] == 1
+
+
+def test_later_rounds_are_shuffled_by_the_seed_and_the_first_is_the_ladder():
+    points = list(range(12))
+    assert round_order(points, 1, seed=0) == points
+    second = round_order(points, 2, seed=0)
+    assert sorted(second) == points and second != points
+    assert round_order(points, 2, seed=0) == second  # the same on resume
+    assert round_order(points, 3, seed=0) != second and round_order(points, 2, seed=1) != second
+
+
+def test_rounds_stop_when_the_interval_is_narrow_enough():
+    spec = RoundsSpec(min=3, max=6, rel_half_width=0.03)
+    row = lambda tp: {"status": "ok", "throughput_sps": tp}  # noqa: E731
+    steady = [row(1000.0), row(1001.0), row(999.0)]
+    noisy = [row(800.0), row(1000.0), row(1200.0)]
+    assert wants_round(steady[:2], 3, spec) and not wants_round(steady, 4, spec)
+    assert wants_round(noisy, 4, spec) and not wants_round(noisy * 2, 7, spec)  # max reached
+    assert not wants_round(noisy, 4, spec, adaptive=False)  # multi-process: exactly min rounds
+    assert not wants_round([row(1000.0), {"status": "oom"}], 3, spec)
+    assert RoundsSpec.model_validate(4).fixed and RoundsSpec.model_validate(4).min == 4
+
+
+# ---------------------------------------------------------------- the pick
+def _row(batch, tp, low=None, high=None):
+    return {"mode": "fit", "method": "", "batch_size": batch, "status": "ok", "phase": "ladder",
+            "throughput_sps": tp, "throughput_sps_ci_low": low, "throughput_sps_ci_high": high}
+
+
+def test_the_pick_is_the_smallest_size_tied_with_the_best():
+    rows = [_row(64, 700.0, 650, 750), _row(128, 930.0, 900, 1010), _row(256, 1000.0, 980, 1020),
+            _row(512, 940.0, 900, 970)]
+    rec = recommend_group(rows)
+    assert rec["best_throughput"] == 256
+    assert rec["tied_with_best"] == [128, 256] and rec["recommended"] == 128  # 512's interval misses 256's
+    # wide intervals never tie a size far below the best
+    wide = [_row(64, 800.0, 100, 5000), _row(256, 1000.0, 100, 5000)]
+    assert recommend_group(wide)["recommended"] == 256
+    # one round (no interval): within 5% of the best counts as tied
+    flat = [_row(128, 960.0), _row(256, 1000.0)]
+    assert recommend_group(flat)["recommended"] == 128
+
+
+# ---------------------------------------------------------------- the loop, with a fake worker
+class RoundWorker:
+    """Each trial's throughput drawn around a per-size level; OOM from a rule."""
+
+    def __init__(self, noise=0.0, oom=lambda batch, number: False, stop_after=None):
+        self.requests: list[dict] = []
+        self.rng = random.Random(1)
+        self.noise, self.oom, self.stop_after = noise, oom, stop_after
+        self.on_trial = None
+
+    def run(self, request, **kw):
+        self.requests.append(request)
+        if request["op"] == "preflight":
+            return JobOutcome(result=dict(PREFLIGHT), returncode=0)
+        t = request["trial"]
+        if self.on_trial:
+            self.on_trial(len([r for r in self.requests if r["op"] == "trial"]))
+        if self.oom(t["batch_size"], t["round"]):
+            return JobOutcome(result={"status": "oom", "error": "out of memory"}, returncode=0)
+        level = 1000.0 * min(t["batch_size"], 32) / 32
+        factor = 1 + self.noise * self.rng.uniform(-1, 1)
+        times = [t["batch_size"] * 10 / (level * factor * (1 + 0.01 * i)) for i in range(3)]
+        return JobOutcome(result={"status": "ok", "peak_host_mib": 500.0 + t["batch_size"], "measurement": {
+            "repeat_samples": [t["batch_size"] * 10] * 3, "repeat_time_s": times,
+            "step_s": [0.001] * 30, "first_step_s": 0.2, "steps": 30}}, returncode=0)
+
+    def interrupt(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def run_sweep(tmp_path, worker, resume=False, **sweep):
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], **sweep}),
+                              base_dir=tmp_path)
+    options = SweepOptions(out=None if resume else tmp_path / "run", resume=tmp_path / "run" if resume else None,
+                           worker_factory=lambda *a: worker)
+    return Sweep(config, options).run()
+
+
+def trials(worker):
+    return [(r["trial"]["batch_size"], r["trial"]["round"]) for r in worker.requests if r["op"] == "trial"]
+
+
+def test_fixed_rounds_run_the_ladder_then_shuffled_rounds_and_pool_one_row_per_point(tmp_path):
+    worker = RoundWorker()
+    outcome = run_sweep(tmp_path, worker, rounds=3)
+    ran = trials(worker)
+    assert ran[:4] == [(8, 1), (16, 1), (32, 1), (64, 1)]
+    assert len(ran) == 12 and sorted(b for b, k in ran if k == 2) == [8, 16, 32, 64]
+    assert [b for b, k in ran if k == 2] != [8, 16, 32, 64] or [b for b, k in ran if k == 3] != [8, 16, 32, 64]
+    rows = read_rows(tmp_path / "run" / "results.csv")
+    assert [r["batch_size"] for r in rows] == [8, 16, 32, 64] and {r["rounds"] for r in rows} == {3}
+    assert all(r["repeats"] == 9 for r in rows)
+    assert len(load_trial_records(tmp_path / "run")) == 12
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert len(run["rounds"]["fit-b8"]) == 3 and run["samples"]["fit-b8"]["round"].count(2) == 3
+    assert outcome.summary["recommendations"]["fit"]["recommended"] in (32, 64)
+
+
+def test_adaptive_rounds_add_rounds_only_where_the_interval_is_wide(tmp_path):
+    worker = RoundWorker(noise=0.0)
+    run_sweep(tmp_path, worker, rounds={"min": 2, "max": 5, "rel_half_width": 0.05})
+    assert max(k for _, k in trials(worker)) == 2  # identical rounds: nothing more to learn
+    noisy = RoundWorker(noise=0.3)
+    outcome = run_sweep(tmp_path / "noisy", noisy, rounds={"min": 2, "max": 5, "rel_half_width": 0.01})
+    assert max(k for _, k in trials(noisy)) == 5
+    assert "did not reach ±1%" in outcome.summary["rounds"]
+
+
+def test_an_oom_in_a_later_round_stops_the_larger_sizes_there(tmp_path):
+    worker = RoundWorker(oom=lambda batch, number: batch >= 32 and number == 2)
+    run_sweep(tmp_path, worker, rounds=3)
+    ran = trials(worker)
+    second = [b for b, k in ran if k == 2]
+    assert all(b <= 32 or (b, 2) not in ran[ran.index((32, 2)) + 1:] for b in second)
+    assert (64, 3) not in ran and (32, 3) not in ran and (8, 3) in ran
+    rows = {r["batch_size"]: r for r in read_rows(tmp_path / "run" / "results.csv")}
+    assert rows[32]["status"] == "oom" and rows[8]["status"] == "ok"
+
+
+def test_resume_after_a_kill_mid_round_runs_only_the_missing_round_trials(tmp_path):
+    first = RoundWorker()
+
+    def kill(n):
+        if n == 7:
+            raise KeyboardInterrupt  # the sweep dies in round 2, after 6 round-trials were saved
+
+    first.on_trial = kill
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tmp_path, first, rounds=3)
+    done = set(trials(first)[:6])
+    again = RoundWorker()
+    run_sweep(tmp_path, again, resume=True, rounds=3)
+    assert set(trials(again)) == {(b, k) for b in (8, 16, 32, 64) for k in (1, 2, 3)} - done
+    rows = read_rows(tmp_path / "run" / "results.csv")
+    assert [r["rounds"] for r in rows] == [3, 3, 3, 3]
+
+
+def test_ctrl_c_keeps_every_finished_round_trial(tmp_path):
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"], "rounds": 2}),
+                              base_dir=tmp_path)
+    worker = RoundWorker()
+    sweep = Sweep(config, SweepOptions(out=tmp_path / "run", worker_factory=lambda *a: worker))
+    worker.on_trial = lambda n: setattr(sweep, "interrupted", 1) if n == 3 else None
+    with pytest.raises(InterruptedSweep):
+        sweep.run()
+    # the two finished round-trials are kept; the one Ctrl-C cut short is not a measurement
+    assert set(load_trial_records(tmp_path / "run")) == {"fit-b8-r1", "fit-b16-r1"}
+    assert [r["rounds"] for r in read_rows(tmp_path / "run" / "results.csv")] == [1, 1]
