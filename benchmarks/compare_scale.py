@@ -1,11 +1,12 @@
 """compare at scale: two 100k-row runs, `batchbench compare` in every format, timed from outside.
 
-    .venv/bin/python benchmarks/compare_scale.py [--rows 100000] [--formats table,json]
+    .venv/bin/python benchmarks/compare_scale.py [--rows 100000] [--formats table,json] [--rounds 3]
     .venv/bin/python benchmarks/bench.py --compare-scale
 
 The runs are written to a temporary folder the way a sweep writes them (results.csv with
-every column, run.json with 10 raw repeats per trial): a few rows slower, a few faster, the
-rest fresh noise. Each format runs in its own process; the figures are its wall time, its CPU
+every column, run.json with 10 raw repeats per trial, in `--rounds` rounds with the round of
+each repeat named when that is more than 1): a few rows slower, a few faster, the rest fresh
+noise. Each format runs in its own process; the figures are its wall time, its CPU
 time and its peak resident memory (the child's own rusage). Goal: at most 5 s and 500 MiB for
 every format. No TensorFlow anywhere: it runs in seconds on any machine.
 """
@@ -42,9 +43,11 @@ def _cell(value: object) -> str:
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def write_run(path: Path, rows: int, seed: int, slower_every: int = 0, faster_every: int = 0) -> Path:
+def write_run(path: Path, rows: int, seed: int, slower_every: int = 0, faster_every: int = 0,
+              rounds: int = 1) -> Path:
     """A run directory of `rows` trials: models m0, m1, ... × fit/predict × BATCH_SIZES.
-    Every `slower_every`-th trial runs 20% slower, every `faster_every`-th 20% faster."""
+    Every `slower_every`-th trial runs 20% slower, every `faster_every`-th 20% faster. With
+    `rounds` > 1 the repeats are split into that many rounds, each named in run.json."""
     path.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     samples: dict[str, dict] = {}
@@ -70,10 +73,12 @@ def write_run(path: Path, rows: int, seed: int, slower_every: int = 0, faster_ev
                    "step_ms_median": step_ms, "step_ms_p90": step_ms * 1.1, "step_ms_p95": step_ms * 1.2,
                    "step_ms_p99": step_ms * 1.5, "step_ms_max": step_ms * 3, "sample_ms": step_ms / batch,
                    "first_step_s": 0.5, "wall_s": 2.0, "peak_host_mib": 400.0 + rng.uniform(0, 4),
-                   "repeats": REPEATS, "params": 22026, "trial_id": trial_id, "phase": "ladder", "device": "cpu",
+                   "repeats": REPEATS, "rounds": rounds, "params": 22026, "trial_id": trial_id, "phase": "ladder", "device": "cpu",
                    "precision": "float32", "jit_compile": "auto", "backend": "tensorflow", "strategy": "default"}
             writer.writerow([_cell(row.get(c)) for c in COLUMNS])
             samples[trial_id] = {"throughput_sps": [round(v, 3) for v in repeats]}
+            if rounds > 1:
+                samples[trial_id]["round"] = [i * rounds // REPEATS for i in range(REPEATS)]
     with open(path / "run.json", "w") as fh:
         json.dump({"schema_version": 1, "batchbench_version": "0.1.0", "run_id": path.name, "name": "scale",
                    "status": "complete", "environment": {"cpu_model": "bench"}, "samples": samples,
@@ -101,15 +106,15 @@ def measure(baseline: Path, current: Path, fmt: str, columns: int = 120) -> dict
             "error": errors[-1] if proc.returncode not in (0, 1, 4) and errors else ""}
 
 
-def run(rows: int = 100_000, formats: tuple[str, ...] = FORMATS, repeat: int = 1) -> list[dict]:
+def run(rows: int = 100_000, formats: tuple[str, ...] = FORMATS, repeat: int = 1, rounds: int = 1) -> list[dict]:
     """Write the two runs, compare them `repeat` times per format; the median wall and CPU time
     and the largest peak RSS of each format, printed as they come."""
     with tempfile.TemporaryDirectory(prefix="batchbench-compare-scale-") as tmp:
-        base = write_run(Path(tmp) / "base", rows, seed=1)
-        head = write_run(Path(tmp) / "head", rows, seed=2, slower_every=997, faster_every=1009)
+        base = write_run(Path(tmp) / "base", rows, seed=1, rounds=rounds)
+        head = write_run(Path(tmp) / "head", rows, seed=2, slower_every=997, faster_every=1009, rounds=rounds)
         mib = {name: (base / name).stat().st_size / 2**20 for name in ("results.csv", "run.json")}
         print(f"compare at scale: two runs of {rows:,} rows ({mib['results.csv']:.1f} MiB results.csv and "
-              f"{mib['run.json']:.1f} MiB run.json each); load average {os.getloadavg()[0]:.2f} at the start")
+              f"{mib['run.json']:.1f} MiB run.json each; {rounds} round(s) per trial); load average {os.getloadavg()[0]:.2f} at the start")
         print(f"{'format':<9} {'wall':>8} {'cpu':>8} {'peak RSS':>9}  exit  lines    goal (<= {GOAL_S:g} s, "
               f"<= {GOAL_MIB:g} MiB)")
         results = []
@@ -132,12 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="trials per run (default 100000)")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma list (default: all)")
     parser.add_argument("--repeat", type=int, default=1, help="compares per format; the median is shown")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds the 10 repeats of a trial are split into")
     args = parser.parse_args(argv)
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         parser.error(f"unknown format(s) {', '.join(unknown)}; known: {', '.join(FORMATS)}")
-    results = run(args.rows, formats, max(1, args.repeat))
+    results = run(args.rows, formats, max(1, args.repeat), max(1, args.rounds))
     return 0 if all(not r["error"] for r in results) else 1
 
 
