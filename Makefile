@@ -22,8 +22,11 @@ sweep: install
 predict: install
 	$(BIN)/batchbench predict-throughput
 
+# Two workers, one test file each at a time (a file shares its worker server and fixtures);
+# then, alone, the few tests whose memory relations another test beside them would disturb.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 # The edit-test loop: every test that needs no TensorFlow (config, plan, rows, results,
 # compare, report, stats, units), in well under two minutes. TensorFlow and Keras are

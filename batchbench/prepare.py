@@ -42,7 +42,7 @@ DEFAULT_PREDICT_CONFIG = {
     "name": "predict-throughput",
     "model": {"builtin": "mlp", "kwargs": {"hidden": 256, "depth": 3}},
     "data": {"synthetic": {"samples": 2048}},
-    "sweep": {"batch_sizes": {"min": 1, "max": 512}, "modes": ["predict"], "repeats": 7,
+    "sweep": {"batch_sizes": {"min": 1, "max": 512}, "modes": ["predict"], "repeats": 3,
               "min_time_s": 0.1},
 }
 

@@ -10,7 +10,7 @@ from batchbench.plan import Group, GroupPlan, Skip
 from batchbench.results import read_rows
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]  # memory caps measured against a quiet machine
 
 GROUP = Group("fit", "", (("precision", "float32"),), ())
 
