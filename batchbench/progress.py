@@ -49,7 +49,8 @@ class LineProgress:
                         "in a worker process ...")
         elif kind == "start":
             self.total = event["total"]
-            self._print(f"batchbench: {self.total} planned trial(s) (find-max adds its search after the ladder)")
+            self._print(f"batchbench: {self.total} planned trial(s): the ladder, then later rounds in a shuffled order "
+                        "(noisy points get more rounds; find-max adds its search at the end)")
         elif kind == "total":
             self.total = event["total"]
         elif kind == "note":
@@ -60,7 +61,7 @@ class LineProgress:
     def trial_line(self, event: dict) -> str:
         row = event["row"]
         status = str(row.get("status"))
-        what = f"{row.get('trial_id') or row.get('mode')}"
+        what = f"{row.get('trial_id') or row.get('mode')}" + (f" r{row['round']}" if row.get("round") else "")
         head = f"[{event['index']:>{len(str(self.total))}}/{self.total}] {plain(what)}"
         style = self.STYLE.get(status, "")
         tail = f"[{style}]{status}[/{style}]" if style else plain(status)

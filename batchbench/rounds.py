@@ -110,22 +110,23 @@ def pool(rows: Sequence[dict], samples: Sequence[dict | None]) -> tuple[dict, di
     return row, pooled
 
 
-def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec) -> str:
-    """Why the rounds stopped, in words, from the points' final intervals."""
+def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec) -> tuple[str, bool]:
+    """Why the rounds stopped, in words, from the points' final intervals, and whether every
+    point reached the target."""
     measured = {k: v for k, v in intervals.items() if v is not None}
     if not measured:
-        return ""
+        return "", True
     wide = sorted(((v.rel_half_width, k) for k, v in measured.items() if v.rel_half_width > spec.rel_half_width),
                   reverse=True)
     median = statistics.median(v.rel_half_width for v in measured.values())
     if not wide:
         return (f"every point's 95% interval is within ±{spec.rel_half_width:.0%} of its throughput "
                 f"(median ±{median:.1%}), after {min(v.n for v in measured.values())}-"
-                f"{max(v.n for v in measured.values())} rounds")
+                f"{max(v.n for v in measured.values())} rounds"), True
     if spec.fixed:
         return (f"{len(wide)} of {len(measured)} points are wider than ±{spec.rel_half_width:.0%} after "
-                f"{spec.max} round(s) (median ±{median:.1%})")
+                f"{spec.max} round(s) (median ±{median:.1%})"), False
     listed = ", ".join(f"{k} ±{w:.0%}" for w, k in wide[:3])
     return (f"{len(wide)} of {len(measured)} points did not reach ±{spec.rel_half_width:.0%} within "
             f"{spec.max} rounds (median ±{median:.1%}; widest {listed}): the machine is noisy; quiet it, "
-            f"or raise sweep.rounds.max")
+            f"or raise sweep.rounds.max"), False

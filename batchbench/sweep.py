@@ -301,10 +301,12 @@ class Sweep:
             self._emit(event="total", total=self.total)
         intervals = {tid: interval_of(rows) for tid, rows in self.round_rows.items()
                      if rows and rows[0].get("phase") in (None, "ladder")}
-        note = precision_note(intervals, spec)
+        note, reached = precision_note(intervals, spec)
         if note:
             self.precision = note + why
             self._emit(event="note", text=f"rounds: {self.precision}")
+            if not reached:
+                self.warnings.append(f"rounds: {self.precision}")
 
     def _status(self, trial: Trial) -> str | None:
         rows = self.round_rows.get(trial.trial_id)
@@ -425,8 +427,8 @@ class Sweep:
         made = row_from_outcome(trial, outcome, time.perf_counter() - started, self.context,
                                 available_bytes=available_memory_bytes())
         row = made.row
-        if made.noisy_cv is not None:
-            self.noisy[trial.record_id] = made.noisy_cv
+        if made.noisy_cv is not None and self.config.sweep.rounds.max == 1:
+            self.noisy[trial.record_id] = made.noisy_cv  # with rounds, the interval over rounds says it
         if made.unstable:
             self.unstable.append(trial.record_id)
         if peer_note and row["status"] != "ok":
