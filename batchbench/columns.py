@@ -30,7 +30,7 @@ SPEC: tuple[Column, ...] = (
     C("method", "text", "", "empty for fit; `predict` (model.predict) or `serve` (the compiled call)"),
     C("batch_size", "int", "samples", "the global batch size"),
     C("status", "text", "", "`ok`, `oom`, `error`, `timeout` or `skipped`"),
-    C("error", "text", "", "one-line reason when not ok (the traceback is in `trials/<trial_id>.log`)"),
+    C("error", "text", "", "one-line reason when not ok (the traceback is in `trials/<trial_id>-r<round>.log`)"),
     C("throughput_sps", "float", "samples/s", "steady state: the geometric mean of the rounds' medians (one "
       "round: its median repeat)"),
     C("throughput_sps_min", "float", "samples/s", "the slowest repeat of any round"),

@@ -1,10 +1,10 @@
-"""The results record: one row per trial, appended and flushed at once; run.json replaced
-atomically. Plain data, no TensorFlow.
+"""The results record: one row per point in results.csv (pooled over its rounds, replaced
+atomically as rounds finish); run.json replaced atomically. Plain data, no TensorFlow.
 
-A finished trial is first saved whole, row and raw samples together, as
-``trials/<trial_id>.result.json`` (one atomic file: the durable unit), then appended to
-results.csv. A crash or a full disk between the two loses nothing: resume puts the row back
-from its record."""
+A finished round-trial is first saved whole, row and raw samples together, as
+``trials/<trial_id>-r<round>.result.json`` (one atomic file: the durable unit); results.csv
+is made from those records. A crash or a full disk between the two loses nothing: resume
+makes results.csv again from the records."""
 
 from __future__ import annotations
 

@@ -757,6 +757,7 @@ def test_two_real_tiny_sweeps(tmp_path: Path):
           modes: [predict]
           methods: [predict]
           repeats: 3
+          rounds: 2
           min_time_s: 0.05
     """))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

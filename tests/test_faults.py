@@ -21,7 +21,7 @@ from tests.test_isolation import assert_helpers_gone, wait_for, write_spawners
 pytestmark = pytest.mark.slow
 
 SLOW_TRIALS = {"batch_sizes": [8, 16, 32, 64], "modes": ["predict"], "methods": ["serve"], "repeats": 3,
-               "min_time_s": 0.3, "min_steps": 3, "warmup_steps": 1}
+               "min_time_s": 0.3, "min_steps": 3, "warmup_steps": 1, "rounds": 1}
 
 
 def start_sweep(config: Path, run_dir: Path) -> subprocess.Popen:

@@ -117,7 +117,7 @@ def test_overrides_pass_validation_for_every_data_kind(kind_configs):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["synthetic", "npz", "csv", "callable"])
 def test_predict_throughput_runs_on_every_data_kind(kind, kind_configs, tmp_path):
-    result = run_cli("predict-throughput", kind_configs[kind], "--batch-sizes", "16", "--repeats", "2",
+    result = run_cli("predict-throughput", kind_configs[kind], "--batch-sizes", "16", "--repeats", "2", "--rounds", "2",
                      "--out", tmp_path / "run", "--json", "--no-plots")
     assert result.returncode == 0, result.stderr
     rows = read_rows(tmp_path / "run" / "results.csv")

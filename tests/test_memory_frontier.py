@@ -53,7 +53,7 @@ def test_a_capped_cpu_sweep_shows_the_frontier(tmp_path, write_config):
         "model": {"builtin": "mlp", "kwargs": {"hidden": 1024, "depth": 2}, "input_shape": [1024]},
         "data": {"synthetic": {"samples": 4096, "num_classes": 10}},
         "sweep": {"batch_sizes": [128, 512, 2048, 4096], "modes": ["fit"], "repeats": 1, "min_steps": 1,
-                  "min_time_s": 0, "warmup_steps": 0, "search_granularity": 256},
+                  "min_time_s": 0, "warmup_steps": 0, "search_granularity": 256, "rounds": 1},
     })
     uncapped = run_cli("sweep", config, "--out", tmp_path / "free", "--batch-sizes", "128,2048", "-q")
     assert uncapped.returncode == 0, uncapped.stderr

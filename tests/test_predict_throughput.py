@@ -10,7 +10,7 @@ from batchbench.recommend import latency_column
 from batchbench.results import read_rows
 from tests.conftest import run_cli
 
-FAST = ["--repeats", "3"]
+FAST = ["--repeats", "2", "--rounds", "2"]  # two rounds: the pooled rows of real trial processes
 
 
 @pytest.mark.slow

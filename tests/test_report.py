@@ -497,7 +497,7 @@ def test_throughput_bars_mark_best_and_failed_sizes(run_dir: Path) -> None:
 def test_real_sweep_leaves_plots_and_report(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = subprocess.run([str(Path(sys.executable).parent / "batchbench"), "sweep", "configs/quickstart.yaml",
-                           "--out", str(out), "--batch-sizes", "16,64", "--repeats", "2", "--modes", "fit,predict",
+                           "--out", str(out), "--batch-sizes", "16,64", "--repeats", "2", "--rounds", "1", "--modes", "fit,predict",
                            "--methods", "serve", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_png(out / "throughput.png")

@@ -24,7 +24,7 @@ def tiny_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("tiny")
     config = tmp / "tiny.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(sweep={"batch_sizes": [16, 64, 512]})))
+    config.write_text(yaml.safe_dump(tiny_config(sweep={"batch_sizes": [16, 64, 512], "rounds": 2})))
     result = run_cli("sweep", config, "--out", tmp / "run", "--json")
     assert result.returncode == 0, result.stderr
     return tmp / "run", json.loads(result.stdout), result
@@ -52,15 +52,17 @@ def test_figures_relate_as_they_must(tiny_run):
         overall = r["samples"] / r["timed_s"]
         assert r["throughput_sps_min"] <= overall * 1.0001 and overall <= r["throughput_sps_max"] * 1.0001
         assert r["throughput_sps_min"] <= r["throughput_sps"] <= r["throughput_sps_max"]
+        # two rounds, each a fresh process: the pooled figure lies inside its interval over rounds
+        assert r["rounds"] == 2 and r["throughput_sps_ci_low"] <= r["throughput_sps"] <= r["throughput_sps_ci_high"]
         assert r["step_ms_median"] <= r["step_ms_p90"] <= r["step_ms_p95"] <= r["step_ms_p99"] <= r["step_ms_max"]
         assert math.isclose(r["sample_ms"], r["step_ms_median"] / r["batch_size"], rel_tol=1e-3)
         assert r["peak_host_mib"] > 0 and r["first_step_s"] > 0 and r["wall_s"] >= r["timed_s"]
         assert r["params"] > 0
         if r["mode"] == "fit":
-            assert r["repeats"] == TINY_SWEEP["repeats"]
+            assert r["repeats"] == TINY_SWEEP["repeats"] * r["rounds"]
         else:  # windows: at least `repeats`, more until three agree (or max_windows, then unstable)
-            assert TINY_SWEEP["repeats"] <= r["repeats"] <= 12
-            assert r["stable"] is True or r["repeats"] == 12
+            assert TINY_SWEEP["repeats"] * r["rounds"] <= r["repeats"] <= 12 * r["rounds"]
+            assert r["stable"] is True or r["repeats"] >= 12
         assert r["samples"] % r["batch_size"] == 0  # whole batches only
         assert r["peak_device_mib"] is None  # CPU: empty, never zero
         if not any(Path("/sys/class/powercap").glob("intel-rapl:*")):
@@ -75,8 +77,10 @@ def test_run_json_holds_what_compare_and_resume_need(tiny_run):
     env = record["environment"]
     assert env["cpu_model"] and env["memory_total_mib"] > 0 and env["framework"]["tensorflow"]
     assert "load_average" in env and "cpu_affinity" in env and "tf_threads" in env["framework"]
-    samples = record["samples"]["fit-b16"]["throughput_sps"]
-    assert len(samples) == TINY_SWEEP["repeats"] and all(s > 0 for s in samples)
+    samples = record["samples"]["fit-b16"]
+    assert len(samples["throughput_sps"]) == 2 * TINY_SWEEP["repeats"] and all(s > 0 for s in samples["throughput_sps"])
+    assert samples["round"] == [0] * TINY_SWEEP["repeats"] + [1] * TINY_SWEEP["repeats"]  # compare's unit
+    assert [r["round"] for r in record["rounds"]["fit-b16"]] == [1, 2]
     assert all(len(record["samples"][r]["throughput_sps"]) >= TINY_SWEEP["repeats"] for r in record["samples"])
     recs = summary["recommendations"]
     assert set(recs) >= {"fit", "predict/predict", "predict/serve", "overall"}
@@ -120,7 +124,7 @@ def test_oom_becomes_a_row_and_larger_sizes_are_skipped(tmp_path, fixtures_path,
         assert rows[(mode, 64)]["status"] == "oom" and "ResourceExhaustedError" in rows[(mode, 64)]["error"]
         assert rows[(mode, 64)]["oom_kind"] == "host"
         assert rows[(mode, 128)]["status"] == "skipped" and rows[(mode, 128)]["error"] == "larger than an OOM at 64"
-    log = (tmp_path / "run" / "trials" / "fit-b64.log").read_text()
+    log = (tmp_path / "run" / "trials" / "fit-b64-r1.log").read_text()  # the first round's trial
     assert "Traceback" in log and "ResourceExhaustedError" in log
 
 
