@@ -17,6 +17,12 @@ from benchmarks.figures import Figure
 
 TOLERANCE = 0.10
 GOAL = f"{1 - TOLERANCE:.2f}-{1 + TOLERANCE:.2f}"
+REPRODUCE = 0.02  # the same trial's peak_host_mib, run after run and beside a CPU hog: within +-2%
+HOG_ROUNDS = 5
+# The trial the reproducibility figures run: a wide MLP's fit at a large batch (the issue's case).
+HOG_TRIAL = {"model": {"builtin": "mlp", "kwargs": {"hidden": 1024, "depth": 3}, "input_shape": [256]},
+             "data": {"synthetic": {"samples": 4096, "num_classes": 10}},
+             "mode": "fit", "method": "", "batch_size": 1024}
 
 
 def run(ctx: tool.Context, runs: dict[str, tool.Run]) -> list[Figure]:
@@ -40,7 +46,81 @@ def run(ctx: tool.Context, runs: dict[str, tool.Run]) -> list[Figure]:
         hand = ctx.handwritten(case.request("memory", ctx.plan.settings, [trial]),
                                f"memory-{case_name}-{mode}-{batch_size}")
         figures += compare(name, row["peak_host_mib"], hand)
+    from benchmarks.cases import QUICK, TINY_MLP
+
+    quick = ctx.plan.settings == QUICK  # --quick: the smallest trial, once each way (proves nothing)
+    spec = {**HOG_TRIAL, "model": {**TINY_MLP, "input_shape": [16]}, "batch_size": 64} if quick else HOG_TRIAL
+    rounds = 1 if quick else HOG_ROUNDS
+    ctx.log(f"memory: the same trial {rounds} times quiet and {rounds} times beside a CPU hog")
+    figures += hog_spread(spec, rounds)
     return figures
+
+
+def hog_runs(spec: dict, rounds: int, hogs: int = 2, cap_bytes: int | None = None) -> dict[str, list]:
+    """One trial through the real worker server (a fresh fork each time), in alternating rounds:
+    alone, then beside `hogs` busy-looping processes. The peaks (None: not ok), by kind."""
+    import subprocess
+    import sys
+
+    from batchbench.config.loading import config_from_dict
+    from batchbench.runner import Worker, worker_env
+
+    raw = {"name": "hog", "model": spec["model"], "data": spec["data"],
+           "sweep": {"batch_sizes": [spec["batch_size"]], "modes": [spec["mode"]], **spec.get("sweep", {})}}
+    config = {**config_from_dict(raw).resolved(), "_base_dir": "."}
+    axes = {"precision": "float32", "jit_compile": "auto", "backend": "tensorflow", "strategy": "default"}
+    request = {"op": "trial", "config": config,
+               "trial": {"mode": spec["mode"], "method": spec["method"], "batch_size": spec["batch_size"],
+                         "axes": axes, "phase": "sweep"}}
+    peaks: dict[str, list] = {"quiet": [], "hog": []}
+    with Worker(worker_env()) as worker:
+        for _ in range(rounds):
+            for kind in ("quiet", "hog"):
+                busy = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(hogs if kind == "hog" else 0)]
+                try:
+                    outcome = worker.run(request, memory_cap_bytes=cap_bytes)
+                finally:
+                    for proc in busy:
+                        proc.kill()
+                        proc.wait()
+                result = outcome.result or {}
+                peaks[kind].append(result.get("peak_host_mib") if result.get("status") == "ok" else None)
+    return peaks
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest as fractions of the median: -0.01 is 1% below it)."""
+    import statistics
+
+    med = statistics.median(values)
+    return med, min(values) / med - 1, max(values) / med - 1
+
+
+def hog_spread(spec: dict, rounds: int = HOG_ROUNDS) -> list[Figure]:
+    peaks = hog_runs(spec, rounds)
+    name = f"{spec['mode']} {spec['model'].get('builtin') or spec['model'].get('application')} b{spec['batch_size']}"
+    goal = f"+-{REPRODUCE:.0%}"
+    figures = []
+    for kind in ("quiet", "hog", "all"):
+        values = peaks["quiet"] + peaks["hog"] if kind == "all" else peaks[kind]
+        ok = [v for v in values if v is not None]
+        if len(ok) < len(values) or not ok:
+            figures.append(Figure("memory", f"{name}: peak_host_mib spread, {kind}", None, "%", goal, False,
+                                  detail=f"{len(values) - len(ok)} of {len(values)} trials not ok"))
+            continue
+        med, low, high = spread(ok)
+        worst = max(0.0, -low, high)
+        figures.append(Figure("memory", f"{name}: peak_host_mib spread over {len(ok)} runs, {kind}"
+                                        + (" (2 busy-looping processes beside it)" if kind == "hog" else ""),
+                              100 * worst, "%", goal, worst <= REPRODUCE, spread_low=med * (1 + low),
+                              spread_high=med * (1 + high), detail=f"median {med:.0f} MiB"))
+    return figures
+
+
+if __name__ == "__main__":  # python -m benchmarks.memory: the reproducibility figures alone
+    for figure in hog_spread(HOG_TRIAL):
+        print(f"{figure.figure}: {figure.value if figure.value is None else round(figure.value, 2)} {figure.unit} "
+              f"(goal {figure.goal}, {'met' if figure.met else 'NOT met'}; {figure.detail})")
 
 
 def compare(name: str, reported_mib: float, hand: tool.Handwritten) -> list[Figure]:
