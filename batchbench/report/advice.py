@@ -60,7 +60,11 @@ def _action(verb: str, choice: int, rec: dict, rows: dict[int, dict], slo_ms: An
         share = math.floor(100 * chosen["throughput_sps"] / best["throughput_sps"])
         head = f"{verb} at {choice}: {share}% of the best throughput ({best_batch})"
         if _tied(rec, choice):
-            head += ", as fast within the measurement noise"
+            tied = rec.get("tied_with_best")
+            sizes = sorted(tied) if isinstance(tied, list) and len(tied) > 1 else sorted({choice, best_batch})
+            listed = ", ".join(map(str, sizes[:-1])) + f" and {sizes[-1]}"
+            head = (f"{verb} at {choice}: {listed} are within the measurement noise of each other, and {choice} "
+                    f"is the smallest ({share}% of the best throughput ({best_batch}))")
     costs = []
     if choice == rec.get("slo") and is_number(slo_ms):
         costs.append(f"the fastest with {p} within {slo_ms:g} ms" + (f" ({_sig(chosen[tail])} ms)"

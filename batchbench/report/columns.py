@@ -72,8 +72,24 @@ def tail_name(column: str) -> str:
     return "max" if column == "step_ms_max" else "p" + column.rsplit("_p", 1)[-1]
 
 
-def result_columns(rows: list[dict], percentile: float = 99) -> list[Column]:
-    """Every column the rows have figures for, in reading order."""
+def interval_cell(row: dict) -> str:
+    """The 95% interval over rounds as ± a share of the throughput ('' with one round)."""
+    low, high, center = row.get("throughput_sps_ci_low"), row.get("throughput_sps_ci_high"), row.get("throughput_sps")
+    if not (is_number(low) and is_number(high) and is_number(center)) or center <= 0:
+        return ""
+    half = (high - low) / 2 / center
+    return f"±{half:.1%}"
+
+
+def batch_cell(row: dict, tied: list[int] | None) -> str:
+    """The batch size, marked ≈ when it is tied with the best (within noise or 5%)."""
+    return f"{row['batch_size']} ≈" if tied and row["batch_size"] in tied and row.get("status") == "ok" and \
+        row.get("phase") in (None, "", "ladder") else str(row["batch_size"])
+
+
+def result_columns(rows: list[dict], percentile: float = 99, tied: list[int] | None = None) -> list[Column]:
+    """Every column the rows have figures for, in reading order; `tied`: the batch sizes tied
+    with the best (marked ≈)."""
     predict = bool(rows) and rows[0].get("mode") == "predict"
     sps = _numbers(rows, ["throughput_sps", "throughput_sps_min", "throughput_sps_max"])
     lat_keys = ["step_ms_median", "step_ms_p90"]
@@ -81,10 +97,12 @@ def result_columns(rows: list[dict], percentile: float = 99) -> list[Column]:
         lat_keys.append(latency_column(percentile))
     ms = _numbers(rows, lat_keys)
     lows, highs = sps("throughput_sps_min"), sps("throughput_sps_max")
+    tied = tied if tied and len(tied) > 1 else None
     columns = [
-        Column("batch", [str(r["batch_size"]) for r in rows]),
+        Column("batch", [batch_cell(r, tied) for r in rows]),
         Column("status", [status_cell(r) for r in rows], numeric=False),
         Column("samples/s", sps("throughput_sps"), 1),
+        Column("95% CI", [interval_cell(r) for r in rows], 2),
         Column("spread", [f"{lo}–{hi}" if lo and hi else "" for lo, hi in zip(lows, highs, strict=True)], 3),
         Column("p50 ms" if predict else "step p50 ms", ms("step_ms_median"), 2),
         Column("p90 ms", ms("step_ms_p90"), 6),

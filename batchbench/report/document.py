@@ -73,8 +73,9 @@ def build_document(runs: list[SavedRun], images: list[Path]) -> list[Block]:
         sub = 2 if len(runs) == 1 else 3
         blocks.append(Heading(sub, "Results"))
         for key, rows in run.groups().items():
-            best = (run.summary.get("recommendations") or {}).get(key, {}).get("best_throughput")
-            blocks += [Heading(sub + 1, key), group_table(rows, run.percentile, best)]
+            rec = (run.summary.get("recommendations") or {}).get(key, {})
+            blocks += [Heading(sub + 1, key),
+                       group_table(rows, run.percentile, rec.get("best_throughput"), rec.get("tied_with_best"))]
         blocks += _warnings(run, sub)
         blocks += [Heading(sub, "Environment"), environment_table(run)]
     return blocks
@@ -108,9 +109,11 @@ def _warnings(run: SavedRun, level: int) -> list[Block]:
     return [Heading(level, "Warnings"), Bullets(shown)]
 
 
-def group_table(rows: list[dict[str, Any]], percentile: float = 99, best_batch: Any = None) -> Table:
-    """One group's rows with every column the terminal may leave out; the best throughput in bold."""
-    columns = [c for c in result_columns(rows, percentile) if any(c.cells)]
+def group_table(rows: list[dict[str, Any]], percentile: float = 99, best_batch: Any = None,
+                tied: Any = None) -> Table:
+    """One group's rows with every column the terminal may leave out; the best throughput in
+    bold, the sizes tied with it marked ≈."""
+    columns = [c for c in result_columns(rows, percentile, tied if isinstance(tied, list) else None) if any(c.cells)]
     return Table([c.name for c in columns], [[c.cells[i] for c in columns] for i in range(len(rows))],
                  right={i for i, c in enumerate(columns) if c.numeric}, bold_row=best_index(rows, best_batch))
 

@@ -70,9 +70,9 @@ def fit_columns(console: Console, title: str, columns: list[Column], rows: list[
 
 
 def group_table(console: Console, key: str, rows: list[dict], percentile: float = 99,
-                best_batch: Any = None) -> tuple[Table, list[str]]:
+                best_batch: Any = None, tied: Any = None) -> tuple[Table, list[str]]:
     """One group's table at the console's width, and the names of the columns left out."""
-    columns = result_columns(rows, percentile)
+    columns = result_columns(rows, percentile, tied if isinstance(tied, list) else None)
     keep = fit_columns(console, key, columns, rows)
     hidden = [c.name for c in columns if c not in keep and any(c.cells)]
     return _table(key, keep, rows, best_index(rows, best_batch)), hidden
@@ -97,7 +97,8 @@ def render_results(console: Console, rows: list[dict], varying: list[str], summa
     groups = group_rows(rows, varying)
     for key, group in groups.items():
         rec = recs.get(key) or recommend_group(group, slo_ms, percentile)
-        table, hidden = group_table(console, key, group, percentile, rec.get("best_throughput"))
+        table, hidden = group_table(console, key, group, percentile, rec.get("best_throughput"),
+                                    rec.get("tied_with_best"))
         console.print(table)
         console.print(_sentences(advice(group, rec, slo_ms, percentile)))
         if hidden:
