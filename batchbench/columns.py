@@ -43,7 +43,8 @@ SPEC: tuple[Column, ...] = (
     C("sample_ms", "float", "ms", "`step_ms_median / batch_size`"),
     C("first_step_s", "float", "s", "the first step, trace/compile included, kept out of the steady state"),
     C("wall_s", "float", "s", "the point's trials, all rounds, model building included"),
-    C("peak_host_mib", "float", "MiB", "the trial's own peak resident memory, as if it had run alone"),
+    C("peak_host_mib", "float", "MiB", "peak resident memory over `memory_window`, as if the trial had run alone "
+      "(the highest of its rounds)"),
     C("peak_device_mib", "float", "MiB", "the trial's own peak accelerator memory (empty on CPU)"),
     C("repeats", "int", "", "timed repeats, all rounds together"),
     C("params", "int", "", "the model's parameter count"),
@@ -61,6 +62,9 @@ SPEC: tuple[Column, ...] = (
     C("device", "text", "", "the device the trial ran on"),
     C("oom_kind", "text", "", "`host` or `device`"),
     C("headroom_mib", "float", "MiB", "memory left under the budget at the peak"),
+    C("memory_window", "text", "", "what the memory peaks cover: `trial` (fit: the whole trial), `first_call` "
+      "(predict: building everything and one whole `model.predict` over the data), `first_pass` (serve: the "
+      "batches and one pass over them)"),
     C("max_abs_diff", "float", "", "predict: largest difference from the smallest batch size's predictions"),
     C("consistent", "bool", "", "predict: predictions agree with the smallest batch size within float noise"),
     *(C(a.name, "flag_or_text" if any(isinstance(v, bool) for v in a.values) else "text", "",

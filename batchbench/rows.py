@@ -99,7 +99,7 @@ def row_from_outcome(trial: Trial, outcome: JobOutcome, wall_s: float, ctx: RowC
         row["processes"] = result["processes"]
         row["devices_per_process"] = result.get("devices_per_process")
         row["per_process_batch_size"] = trial.batch_size // result["processes"]
-    for key in ("params", "device", "max_abs_diff", "consistent", "nvml_process_mib"):
+    for key in ("params", "device", "max_abs_diff", "consistent", "nvml_process_mib", "memory_window"):
         if result.get(key) is not None:
             row[key] = result[key]
     for key, value in (result.get("quality") or {}).items():

@@ -336,7 +336,9 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
                                processes=dist.get("num_processes", 1), process_id=dist.get("process_id", 0))
         extra["learning_rate"] = lr
         measured.pop("final_loss", None)  # a timing run's loss is no quality figure
-        if (sweep.get("epochs") or sweep.get("target")) and trial.get("phase") != "confirm":
+        # The quality run (time to target) once per point: in its first round.
+        if (sweep.get("epochs") or sweep.get("target")) and trial.get("phase") != "confirm" \
+                and int(trial.get("round") or 1) == 1:
             model = work.fresh_model()
             compile_model(model, config, jit_compile=jit, learning_rate=lr if rule != "none" else None)
             extra.update(quality.train_for_quality(model, work.train, work.val, batch_size, sweep, lr,
