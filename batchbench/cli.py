@@ -25,7 +25,7 @@ def sweep_options(func):
         click.option("--methods", help="predict,serve (how predict mode calls the model)."),
         click.option("--repeats", type=int, help="Timed repeats per trial (each round's)."),
         click.option("--rounds", type=int, help="Measure every point in exactly N rounds (fresh processes, "
-                                                 "shuffled order); default: 3, more for noisy points, up to 8."),
+                                                 "shuffled order); default: 3, more for noisy points, up to 6."),
         click.option("--max-time-s", type=float, help="Add no rounds past this many seconds of sweeping."),
         click.option("--memory-limit", help="Cap a trial's memory, e.g. 1.5GiB."),
         click.option("--device-memory-limit", help="Give TensorFlow a logical GPU of this size, e.g. 8GiB."),

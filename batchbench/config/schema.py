@@ -259,7 +259,7 @@ class DeviceSpec(_Strict):
 class StabilitySpec(_Strict):
     window_steps: Int = Field(default=10, gt=0)
     tolerance: Num = Field(default=0.10, gt=0, lt=1)
-    max_windows: Int = Field(default=12, ge=3)
+    max_windows: Int = Field(default=6, ge=3)  # rounds, not one trial's windows, carry the noise
 
 
 class RoundsSpec(_Strict):
@@ -268,8 +268,8 @@ class RoundsSpec(_Strict):
     its 95% interval's half-width is wider than `rel_half_width` of its throughput."""
 
     min: Int = Field(default=3, gt=0)
-    max: Int = Field(default=8, gt=0)
-    rel_half_width: Num = Field(default=0.03, gt=0, lt=1)
+    max: Int = Field(default=6, gt=0)
+    rel_half_width: Num = Field(default=0.05, gt=0, lt=1)
 
     @model_validator(mode="before")
     @classmethod
