@@ -19,18 +19,19 @@ class Settings:
     """batchbench's sweep settings; the hand-written side takes `repeats` and `min_time_s`
     for its own repeats (whole epochs / calls / passes lasting at least `min_time_s`)."""
 
-    repeats: int = 7
+    repeats: int = 5
     min_time_s: float = 0.25
     warmup_steps: int = 2
     min_steps: int = 5
+    rounds: int = 3  # batchbench's rounds (fresh processes); the hand-written side is one process
 
     def sweep(self) -> dict[str, Any]:
-        return {"repeats": self.repeats, "min_time_s": self.min_time_s,
+        return {"repeats": self.repeats, "min_time_s": self.min_time_s, "rounds": self.rounds,
                 "warmup_steps": self.warmup_steps, "min_steps": self.min_steps, "seed": SEED}
 
 
 FULL = Settings()
-QUICK = Settings(repeats=3, min_time_s=0.02, warmup_steps=1, min_steps=3)
+QUICK = Settings(repeats=3, min_time_s=0.02, warmup_steps=1, min_steps=3, rounds=1)
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,7 @@ def test_a_sweep_writing_to_a_file_shows_each_trial_as_it_finishes(kind_configs,
         seen_while_running = False
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:
-            if "fit-b8  ok" in log.read_text():
+            if "fit-b8 r1  ok" in log.read_text():
                 seen_while_running = proc.poll() is None
                 break
             time.sleep(0.2)
@@ -152,7 +152,7 @@ def test_a_sweep_writing_to_a_file_shows_each_trial_as_it_finishes(kind_configs,
     assert seen_while_running, text
     first = text.splitlines()[0]
     assert first.startswith("batchbench: run folder")  # said at once, before the model is built
-    assert "eta" in text and "[3/3] fit-b64  ok" in text
+    assert "eta" in text and "[3/3] fit-b64 r1  ok" in text
 
 
 @pytest.mark.slow

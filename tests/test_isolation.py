@@ -190,7 +190,7 @@ def test_links_planted_in_a_run_folder_are_never_written_through(tmp_path, write
     config = write_config(tiny_config(sweep={"batch_sizes": [16, 32], "modes": ["predict"], "methods": ["serve"]}))
     run = tmp_path / "run"
     (run / "trials").mkdir(parents=True)
-    (run / "trials" / "predict-serve-b16.log").symlink_to(outside)
+    (run / "trials" / "predict-serve-b16-r1.log").symlink_to(outside)
     result = run_cli("sweep", config, "--out", run, "-q")
     assert result.returncode == 0, result.stderr
     rows = {r["batch_size"]: r for r in read_rows(run / "results.csv")}
