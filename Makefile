@@ -40,6 +40,8 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/bench.py --compare-scale   # compare on two 100k-row runs, every format
+	$(BIN)/python benchmarks/reproduce.py               # the default quickstart sweep 3 times: does the advice hold?
+	$(BIN)/python benchmarks/compare_power.py           # compare on real reruns and a slower head
 
 # The README's plot, regenerated from a real run of the quickstart config.
 plots: install
