@@ -24,6 +24,9 @@ from batchbench.stats import Interval, Stats, round_interval
 
 T = TypeVar("T")
 
+# What run.json keeps of each round-trial beside the pooled row.
+ROUND_FIELDS = ("round", "status", "throughput_sps", "throughput_sps_min", "throughput_sps_max", "repeats",
+                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error")
 SUMMED = ("repeats", "steps", "samples", "timed_s", "wall_s", "energy_j")
 PEAKS = ("peak_host_mib", "peak_device_mib", "nvml_process_mib")
 
@@ -108,6 +111,35 @@ def pool(rows: Sequence[dict], samples: Sequence[dict | None]) -> tuple[dict, di
     row["finished_at"] = oks[-1].get("finished_at") or row.get("finished_at")
     pooled: dict[str, Any] = {"throughput_sps": throughputs, "round": rounds_of, "step_ms": step_ms}
     return row, pooled
+
+
+class PooledRows:
+    """A sweep's rows pooled over rounds: each point's round rows (by_point) and samples, its
+    one pooled row (rows, in the order the points first ran), its pooled samples and each
+    round's figures (for run.json)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+        self.samples: dict[str, dict] = {}
+        self.rounds: dict[str, list[dict]] = {}
+        self.by_point: dict[str, list[dict]] = {}
+        self._samples: dict[str, list[dict | None]] = {}
+        self._index: dict[str, int] = {}
+
+    def add(self, point: str, round_number: int, row: dict, samples: dict | None) -> None:
+        rows = self.by_point.setdefault(point, [])
+        kept = self._samples.setdefault(point, [])
+        rows.append({**row, "round": round_number})
+        kept.append(samples)
+        pooled, pooled_samples = pool(rows, kept)
+        if pooled_samples is not None:
+            self.samples[point] = pooled_samples
+        self.rounds[point] = [{k: r.get(k) for k in ROUND_FIELDS} for r in rows]
+        if point in self._index:
+            self.rows[self._index[point]] = pooled
+        else:
+            self._index[point] = len(self.rows)
+            self.rows.append(pooled)
 
 
 def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec) -> tuple[str, bool]:

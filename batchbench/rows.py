@@ -4,11 +4,15 @@ the row classification (ok, oom, error, timeout) is tested without processes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from batchbench.axes import AXES
 from batchbench.budget import MemoryBudget, MiB
 from batchbench.config import TargetSpec
+from batchbench.errors import ConfigError
 from batchbench.plan import Trial
+from batchbench.runfiles import write_atomic
 from batchbench.runner import JobOutcome
 from batchbench.stats import Stats
 from batchbench.targets import target_label
@@ -156,6 +160,30 @@ def thin(values: list[float], limit: int = 2000) -> list[float]:
     return [round(values[int(i * step)], 6) for i in range(limit)]
 
 
+def preflight_result(outcome: JobOutcome, log: Path, label: str, verbose: bool, dist: Any = None) -> dict:
+    """What the preflight job found: its result when the model and data fit together, else
+    the ConfigError (exit 2) that says what the user can fix."""
+    result = outcome.result or {}
+    if result.get("status") == "config_error":
+        message = result["message"]
+        if result.get("traceback"):
+            # The user's own frames: kept in the log, shown with --verbose.
+            write_atomic(log, str(result["traceback"]))
+            message += (f"\n{result['traceback']}".rstrip() if verbose
+                        else f" (traceback in {log})")
+        raise ConfigError(message, file=label, key=result.get("key"))
+    if result.get("status") != "ok" and dist and log.exists() and any(
+            marker in log.read_text(errors="replace") for marker in ("DEADLINE_EXCEEDED", "CoordinationService")):
+        # JAX aborts the process when the job cannot form: say what the user can fix.
+        raise ConfigError(f"could not join the {dist.num_processes} processes through the coordinator "
+                          f"{dist.coordinator(0)} within {dist.timeout_s} s: is process 0 running, and the port "
+                          f"reachable from here? (details in {log})", key="--coordinator")
+    if result.get("status") != "ok":
+        reason = result.get("error") or ending(outcome) or "unknown failure"
+        raise ConfigError(f"the model and data could not be built: {reason} (details in {log})", file=label)
+    return result
+
+
 def ending(outcome: JobOutcome) -> str | None:
     if outcome.timed_out:
         return "timed out"
@@ -165,4 +193,4 @@ def ending(outcome: JobOutcome) -> str | None:
 
 
 __all__ = ["BN_SMALL_BATCH", "NOISY_CV", "RowContext", "TrialRow", "base_row", "classify_death", "ending",
-           "row_from_outcome", "thin"]
+           "preflight_result", "row_from_outcome", "thin"]

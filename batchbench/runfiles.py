@@ -109,3 +109,24 @@ def save_figure(fig, path: str | Path, **kwargs) -> None:
 
 
 __all__ = ["make_dir", "open_append", "open_read", "refuse_symlink", "save_figure", "write_atomic"]
+
+
+def install_handler(handler) -> dict:
+    """`handler` for SIGINT and SIGTERM; the previous handlers, to restore. Outside the main
+    thread (a notebook's executor) nothing is installed."""
+    import signal
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:
+            pass
+    return previous
+
+
+def restore_handlers(previous: dict) -> None:
+    import signal
+
+    for sig, old in previous.items():
+        signal.signal(sig, old)

@@ -8,7 +8,6 @@ literal outcomes and no processes."""
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -22,24 +21,19 @@ from batchbench.config import Config
 from batchbench.config.settings import settings_hash
 from batchbench.distributed import Distributed, check_distributed
 from batchbench.envinfo import available_memory_bytes, busy_warning, git_info, host_environment
-from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, OutputError
+from batchbench.errors import BatchbenchError, InterruptedSweep, OutputError
 from batchbench.frontier import frontier
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.results import RUN_JSON, finite, save_trial_record, write_json_atomic
-from batchbench.rounds import interval_of, pool, precision_note, round_order, wants_round
-from batchbench.rows import RowContext, base_row, ending, row_from_outcome
-from batchbench.rundir import RunStart, default_run_dir, invocation, now_iso, open_run
-from batchbench.runfiles import write_atomic
+from batchbench.rounds import PooledRows, interval_of, precision_note, round_order, wants_round
+from batchbench.rows import RowContext, base_row, ending, preflight_result, row_from_outcome
+from batchbench.rundir import RunStart, invocation, now_iso, open_run
+from batchbench.runfiles import install_handler, restore_handlers
 from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
 from batchbench.summary import slow_combinations, sweep_summary
 from batchbench.version import RESULTS_SCHEMA_VERSION, __version__
 
-# Re-exported for the callers that knew them here.
-__all__ = ["Distributed", "Sweep", "SweepOptions", "SweepOutcome", "check_backends", "default_run_dir"]
-
-# What run.json keeps of each round-trial beside the pooled row.
-ROUND_FIELDS = ("round", "status", "throughput_sps", "throughput_sps_min", "throughput_sps_max", "repeats",
-                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error")
+__all__ = ["Sweep", "SweepOptions", "SweepOutcome"]
 
 WorkerFactory = Callable[[str, Path, bool, str], Worker]  # (backend, log path, verbose, config folder)
 
@@ -90,8 +84,8 @@ class Sweep:
         self.status = "starting"
         self.record: dict = {}
         self.workers: dict[str, Worker] = {}
-        self.rows: list[dict] = []
-        self.samples: dict[str, dict] = {}
+        self.pooled = PooledRows()  # each point's rounds and its one pooled row
+        self.rows: list[dict] = self.pooled.rows
         self.frontier: dict[str, dict] = {}
         self.warnings: list[str] = []
         self.noisy: dict[str, float] = {}
@@ -101,10 +95,6 @@ class Sweep:
         self.current_worker: Worker | None = None
         self.jobs = 0  # worker jobs started: each multi-process job joins on its own port
         self.identity: dict = {}  # what run.json says the run is; the config does not change during a sweep
-        self.round_rows: dict[str, list[dict]] = {}      # point (trial_id) -> its round-trials' rows
-        self.round_samples: dict[str, list[dict | None]] = {}
-        self.rounds: dict[str, list[dict]] = {}          # point -> each round's figures, for run.json
-        self.row_index: dict[str, int] = {}              # point -> its pooled row in self.rows
         self.round_oom: dict[str, int] = {}              # group key -> smallest size out of memory in a later round
         self.precision = ""                              # why the rounds stopped, in words
         self.index = 0
@@ -152,24 +142,7 @@ class Sweep:
             raise BatchbenchError(f"{exc}; see {self.run_dir / 'worker.log'}") from None
         if self.interrupted:
             raise self._interrupted()
-        result = outcome.result or {}
-        if result.get("status") == "config_error":
-            message = result["message"]
-            if result.get("traceback"):
-                # The user's own frames: kept in the log, shown with --verbose.
-                write_atomic(log, str(result["traceback"]))
-                message += (f"\n{result['traceback']}".rstrip() if self.options.verbose
-                            else f" (traceback in {log})")
-            raise ConfigError(message, file=label, key=result.get("key"))
-        if result.get("status") != "ok" and dist and log.exists() and any(
-                marker in log.read_text(errors="replace") for marker in ("DEADLINE_EXCEEDED", "CoordinationService")):
-            # JAX aborts the process when the job cannot form: say what the user can fix.
-            raise ConfigError(f"could not join the {dist.num_processes} processes through the coordinator "
-                              f"{dist.coordinator(0)} within {dist.timeout_s} s: is process 0 running, and the port "
-                              f"reachable from here? (details in {log})", key="--coordinator")
-        if result.get("status") != "ok":
-            reason = result.get("error") or ending(outcome) or "unknown failure"
-            raise ConfigError(f"the model and data could not be built: {reason} (details in {log})", file=label)
+        result = preflight_result(outcome, log, label, self.options.verbose, dist)
         log.unlink(missing_ok=True)
         return result
 
@@ -214,7 +187,7 @@ class Sweep:
             self.status = "interrupted"
             raise
         finally:
-            self._restore_signals(handlers)
+            restore_handlers(handlers)
             for worker in self.workers.values():
                 worker.close()
             if self.preflight is not None:
@@ -278,7 +251,7 @@ class Sweep:
                   if self._status(Trial(plan.group, b)) == "ok"]
         why = ""
         for number in range(2, spec.max + 1):
-            due = [t for t in points if wants_round(self.round_rows.get(t.trial_id, []), number, spec, adaptive)]
+            due = [t for t in points if wants_round(self.pooled.by_point.get(t.trial_id, []), number, spec, adaptive)]
             if not due:
                 break
             budget = self.config.sweep.max_time_s
@@ -299,7 +272,7 @@ class Sweep:
                 if status == "oom":
                     self.round_oom[trial.group.key] = min(trial.batch_size, cap or trial.batch_size)
             self._emit(event="total", total=self.total)
-        intervals = {tid: interval_of(rows) for tid, rows in self.round_rows.items()
+        intervals = {tid: interval_of(rows) for tid, rows in self.pooled.by_point.items()
                      if rows and rows[0].get("phase") in (None, "ladder")}
         note, reached = precision_note(intervals, spec)
         if note:
@@ -309,7 +282,7 @@ class Sweep:
                 self.warnings.append(f"rounds: {self.precision}")
 
     def _status(self, trial: Trial) -> str | None:
-        rows = self.round_rows.get(trial.trial_id)
+        rows = self.pooled.by_point.get(trial.trial_id)
         return rows[-1].get("status") if rows else None
 
     def _point(self, trial: Trial, done: dict[str, dict], skip: str | None = None) -> str:
@@ -320,7 +293,7 @@ class Sweep:
         self.index += 1
         if trial.record_id in done:
             row = done[trial.record_id]
-            self._pool(trial, row, self.start.samples.get(trial.record_id))
+            self.pooled.add(trial.trial_id, trial.round, row, self.start.samples.get(trial.record_id))
             self._emit(event="done", index=self.index, total=self.total, row=row, resumed=True)
             return row["status"]
         if skip is not None:
@@ -334,7 +307,7 @@ class Sweep:
         row["finished_at"] = now_iso()
         # The durable unit first (row and samples in one atomic file), then results.csv, then run.json.
         save_trial_record(self.run_dir, trial.record_id, row, samples)
-        self._pool(trial, row, samples)
+        self.pooled.add(trial.trial_id, trial.round, row, samples)
         self.start.writer.replace_all(self.rows)
         self._write_run_json()
         self._emit(event="done", index=self.index, total=self.total, row=row)
@@ -344,25 +317,6 @@ class Sweep:
                                  "processes of a multi-process run cannot go on without it")
             self.stopped = True
         return row["status"]
-
-    def _pool(self, trial: Trial, row: dict, samples: dict | None) -> None:
-        """This round's row joins the point's earlier rounds; the point's pooled row replaces
-        its old one."""
-        point = trial.trial_id
-        rows = self.round_rows.setdefault(point, [])
-        kept = self.round_samples.setdefault(point, [])
-        rows.append({**row, "round": trial.round})
-        kept.append(samples)
-        pooled, pooled_samples = pool(rows, kept)
-        if pooled_samples is not None:
-            self.samples[point] = pooled_samples
-        self.rounds[point] = [{k: r.get(k) for k in ROUND_FIELDS} for r in rows]
-        at = self.row_index.get(point)
-        if at is None:
-            self.row_index[point] = len(self.rows)
-            self.rows.append(pooled)
-        else:
-            self.rows[at] = pooled
 
     def _noise_scale(self) -> None:
         """The critical batch size, estimated once per sweep when training quality is asked for."""
@@ -465,8 +419,8 @@ class Sweep:
             "model_info": self.preflight,
             "started_at": self.start.started_at,
             "ended_at": now_iso() if self.status != "running" else None,
-            "samples": self.samples,
-            "rounds": self.rounds,
+            "samples": self.pooled.samples,
+            "rounds": self.pooled.rounds,
             "noise_scale": self.noise,
             "summary": self.summary(),
         }
@@ -488,18 +442,7 @@ class Sweep:
             if self.current_worker:
                 self.current_worker.interrupt()
 
-        previous = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                previous[sig] = signal.signal(sig, handler)
-            except ValueError:  # not the main thread (e.g. a notebook's executor)
-                pass
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        return install_handler(handler)
 
     def _interrupted(self) -> InterruptedSweep:
         return InterruptedSweep(
