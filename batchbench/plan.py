@@ -183,6 +183,21 @@ class GroupPlan:
         elif trial.phase == "search":
             self._hi = b  # an error inside the search: do not look above it
 
+    def out_of_memory_later(self, batch_size: int) -> Trial | Skip | None:
+        """A size that ran out of memory in a later round, before any search trial ran: the
+        ladder's answer is revised as if it had run out there, and the search (if any)
+        starts again from it. Returns the plan's next trial."""
+        if self.oom_at is None or batch_size < self.oom_at:
+            self.oom_at = batch_size
+            self.ok_sizes = [s for s in self.ok_sizes if s < batch_size]
+            self.search_trials = 0
+            if self.find_max:
+                self._stage = "search"
+                self._lo, self._hi = max(self.ok_sizes, default=0), batch_size
+            else:
+                self._stage = "done"
+        return self.next()
+
     @property
     def mode_is_fit(self) -> bool:
         return self.group.mode == "fit"

@@ -230,7 +230,8 @@ class Sweep:
         if self.stopped:
             return
         for n, plan in enumerate(plans):
-            item = held.get(n)
+            later_oom = self.round_oom.get(plan.group.key)
+            item = plan.out_of_memory_later(later_oom) if later_oom is not None else held.get(n)
             while item is not None:
                 trial = item.trial if isinstance(item, Skip) else item
                 self.total += 1
@@ -258,9 +259,8 @@ class Sweep:
             if budget and number > spec.min and time.monotonic() - self.started > budget:
                 why = f"; stopped adding rounds at sweep.max_time_s={budget:g}"
                 break
-            if number > spec.min:
-                self.total += len(due)
-                self._emit(event="total", total=self.total)
+            self.total += len(due) if number > spec.min else 0  # the first min rounds were planned at the start
+            self._emit(event="total", total=self.total)
             for trial in round_order(due, number, self.config.sweep.seed):
                 cap = self.round_oom.get(trial.group.key)
                 if cap is not None and trial.batch_size > cap:

@@ -214,3 +214,14 @@ def test_ctrl_c_keeps_every_finished_round_trial(tmp_path):
     # the two finished round-trials are kept; the one Ctrl-C cut short is not a measurement
     assert set(load_trial_records(tmp_path / "run")) == {"fit-b8-r1", "fit-b16-r1"}
     assert [r["rounds"] for r in read_rows(tmp_path / "run" / "results.csv")] == [1, 1]
+
+
+def test_find_max_searches_below_a_size_that_ran_out_of_memory_in_a_later_round(tmp_path):
+    # 32 fits in round 1 but not in round 2: the search must not look above it
+    worker = RoundWorker(oom=lambda batch, number: batch >= 64 or (batch == 32 and number >= 2))
+    outcome = run_sweep(tmp_path, worker, rounds=2, find_max=True, search_granularity=4)
+    searched = [b for (b, k), r in zip(trials(worker), [r for r in worker.requests if r["op"] == "trial"],
+                                       strict=True) if r["trial"]["phase"] != "ladder"]
+    assert searched and all(16 < b < 32 for b in searched[:-1])  # between the last fit and the later OOM
+    rec = outcome.summary["recommendations"]["fit"]
+    assert 16 <= rec["max_batch_size"] < 32
