@@ -126,6 +126,11 @@ class PooledRows:
         self._samples: dict[str, list[dict | None]] = {}
         self._index: dict[str, int] = {}
 
+    def status(self, point: str) -> str | None:
+        """The status of the point's latest round (None before it ran)."""
+        rows = self.by_point.get(point)
+        return rows[-1].get("status") if rows else None
+
     def add(self, point: str, round_number: int, row: dict, samples: dict | None) -> None:
         rows = self.by_point.setdefault(point, [])
         kept = self._samples.setdefault(point, [])

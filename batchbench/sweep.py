@@ -249,7 +249,7 @@ class Sweep:
         spec = self.config.sweep.rounds
         adaptive = not self.options.distributed  # every process must run the same trials
         points = [Trial(plan.group, b) for plan in plans for b in sorted(plan.batch_sizes)
-                  if self._status(Trial(plan.group, b)) == "ok"]
+                  if self.pooled.status(Trial(plan.group, b).trial_id) == "ok"]
         why = ""
         for number in range(2, spec.max + 1):
             due = [t for t in points if wants_round(self.pooled.by_point.get(t.trial_id, []), number, spec, adaptive)]
@@ -280,10 +280,6 @@ class Sweep:
             self._emit(event="note", text=f"rounds: {self.precision}")
             if not reached:
                 self.warnings.append(f"rounds: {self.precision}")
-
-    def _status(self, trial: Trial) -> str | None:
-        rows = self.pooled.by_point.get(trial.trial_id)
-        return rows[-1].get("status") if rows else None
 
     def _point(self, trial: Trial, done: dict[str, dict], skip: str | None = None) -> str:
         """Run (or take from an earlier session) one round of one point; returns the status of
