@@ -41,6 +41,9 @@ def sweep_options(func):
         click.option("--local-processes", type=int, help="Start N processes on this machine and run them together."),
         click.option("--join-timeout", type=int, help="Multi-process run: seconds to wait for all processes "
                                                          "to join (default 60)."),
+        click.option("--shard", help="Run only shard I of N of the planned points (I/N, from 1), or auto: from "
+                                     "a Slurm job array or a Kubernetes Indexed Job (see batchbench merge)."),
+        click.option("--shard-count", type=int, help="With --shard auto under Kubernetes: the Job's completions."),
         click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or tables."),
         click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every trial log."),
@@ -82,13 +85,16 @@ def _prepare(config, kw: dict, **extra):
 def run_sweep_command(prepared, kw: dict) -> None:
     from batchbench.report.tables import make_console, render_results
     from batchbench.results import dumps
+    from batchbench.shard import parse_shard, refuse_with_processes
     from batchbench.sweep import Sweep, SweepOptions
 
     config, raw = prepared.config, prepared.raw
+    shard = parse_shard(kw.get("shard"), kw.get("shard_count"), os.environ)
+    refuse_with_processes(shard, kw.get("num_processes"), kw.get("local_processes"))
     if kw.get("dry_run"):
         from batchbench.dryrun import plan_preview, render_preview
 
-        preview = plan_preview(config, kw.get("resume"))
+        preview = plan_preview(config, kw.get("resume"), shard=shard)
         click.echo(dumps(preview) if kw.get("as_json") else render_preview(preview))
         sys.exit(0)
     from batchbench.distributed import parse_distributed
@@ -109,7 +115,7 @@ def run_sweep_command(prepared, kw: dict) -> None:
     progress = None if quiet else LineProgress(err_console)
     options = SweepOptions(out=kw.get("out"), resume=kw.get("resume"), verbose=kw.get("verbose", False),
                            progress=progress, distributed=distributed,
-                           peer_failed=launcher.peer_failed if launcher else None)
+                           peer_failed=launcher.peer_failed if launcher else None, shard=shard)
     sweep = Sweep(config, options, raw_config=raw)
     try:
         outcome = sweep.run()

@@ -42,16 +42,20 @@ def _npz_rows(path: Path, key: str) -> int | None:
     return int(shape[0]) if shape else None
 
 
-def plan_preview(config: Config, resume_dir: Path | None = None) -> dict[str, Any]:
-    """The planned trials per group, which of them would be skipped, and an estimate."""
+def plan_preview(config: Config, resume_dir: Path | None = None, shard=None) -> dict[str, Any]:
+    """The planned trials per group (of one shard's points, with --shard), which of them would be
+    skipped, and an estimate."""
+    from batchbench.shard import check_shard, shard_points
+
     samples = data_samples(config)
     train = None if samples is None else int(samples * (1 - config.data.validation_split))
     done = _done_trials(resume_dir) if resume_dir else set()
     groups = []
-    for group in build_groups(config):
+    check_shard(build_groups(config), shard, config.sweep.find_max)
+    for group, sizes in shard_points(build_groups(config), config.sweep.batch_sizes, shard):
         limit = train if group.mode == "fit" else samples
         trials = []
-        for b in config.sweep.batch_sizes:
+        for b in sizes:
             from batchbench.plan import Trial
 
             trial = Trial(group, b)
@@ -61,7 +65,7 @@ def plan_preview(config: Config, resume_dir: Path | None = None) -> dict[str, An
         groups.append({"group": group.key, "trials": trials})
     planned = [t for g in groups for t in g["trials"] if t["state"] == "planned"]
     out: dict[str, Any] = {
-        "name": config.name, "samples": samples, "groups": groups, "planned_trials": len(planned),
+        "name": config.name, "shard": str(shard) if shard else None, "samples": samples, "groups": groups, "planned_trials": len(planned),
         "rounds": {"min": config.sweep.rounds.min, "max": config.sweep.rounds.max,
                    "rel_half_width": config.sweep.rounds.rel_half_width},
         "find_max": config.sweep.find_max,
@@ -129,7 +133,8 @@ def render_preview(preview: dict[str, Any]) -> str:
     n = preview["planned_trials"]
     each = f"{rounds['min']} round(s)" if rounds["min"] == rounds["max"] else \
         f"{rounds['min']} rounds, up to {rounds['max']} where the interval is wider than ±{rounds['rel_half_width']:.0%}"
-    lines = [f"dry run of {preview['name']}: {n} point(s) would run, {each} ({n * rounds['min']}"
+    shard = f" (shard {preview['shard']})" if preview.get("shard") else ""
+    lines = [f"dry run of {preview['name']}{shard}: {n} point(s) would run, {each} ({n * rounds['min']}"
              + (f"-{n * rounds['max']}" if rounds["max"] > rounds["min"] else "") + " trials)"
              + (f" on {preview['samples']} samples" if preview.get("samples") is not None else "")]
     for group in preview["groups"]:

@@ -126,6 +126,7 @@ class RunStart:
     done: dict[str, dict] = field(default_factory=dict)      # record_id -> a round-trial's row already measured
     samples: dict[str, dict] = field(default_factory=dict)   # record_id -> that round-trial's raw samples
     previous_noise: dict | None = None
+    shard_record: dict | None = None                          # the shard run.json recorded (--shard)
     imports: list[str] = field(default_factory=list)         # modules a resume will import
 
 
@@ -175,7 +176,8 @@ def _resume(config: Config, run_dir: Path, write_fault) -> RunStart:
         check_same_settings(config, run_dir, previous)
         writer = ResultsWriter(run_dir, fault_injector=write_fault)
         start = RunStart(run_dir, previous.get("run_id") or run_dir.name, previous.get("started_at") or now_iso(),
-                         lock, writer, previous_noise=previous.get("noise_scale"))
+                         lock, writer, previous_noise=previous.get("noise_scale"),
+                         shard_record=previous.get("shard"))
         # The trial records are the durable unit: results.csv (pooled over rounds) is made again
         # from them, so a row lost in a crash or a full disk comes back.
         for record_id, record in load_trial_records(run_dir).items():

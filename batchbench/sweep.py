@@ -30,6 +30,7 @@ from batchbench.rows import RowContext, base_row, ending, preflight_result, row_
 from batchbench.rundir import RunStart, invocation, now_iso, open_run
 from batchbench.runfiles import install_handler, restore_handlers
 from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
+from batchbench.shard import Shard, check_shard, resumed_shard, shard_points
 from batchbench.summary import slow_combinations, sweep_summary
 from batchbench.version import RESULTS_SCHEMA_VERSION, __version__
 
@@ -52,6 +53,7 @@ class SweepOptions:
     write_fault: Callable | None = None  # tests inject OSError mid-run here
     distributed: Distributed | None = None
     peer_failed: Callable[[], str | None] | None = None  # the local launcher's view of its peers
+    shard: Shard | None = None      # run only this shard of the plan (--shard I/N); a resume keeps its own
     worker_factory: WorkerFactory = make_worker  # tests inject a fake that returns literal outcomes
 
 
@@ -100,6 +102,7 @@ class Sweep:
         self.index = 0
         self.total = 0
         self.stopped = False                             # a multi-process run stops at a failed trial
+        self.shard: Shard | None = self.options.shard
         self.started = time.monotonic()
 
     # ------------------------------------------------------------------ set-up
@@ -149,6 +152,8 @@ class Sweep:
     # ------------------------------------------------------------------ run
     def run(self) -> SweepOutcome:
         dist = self.options.distributed
+        if not self.options.resume:  # before the run folder exists: a refused shard leaves nothing behind
+            check_shard(build_groups(self.config), self.shard, self.config.sweep.find_max)
         self.start = open_run(self.config, self.options.out, self.options.resume,
                               process_id=dist.process_id if dist else 0, write_fault=self.options.write_fault)
         self.run_dir = self.start.run_dir
@@ -159,6 +164,12 @@ class Sweep:
                          "git": git_info(self.config.base_dir) or git_info(".")}
         handlers = self._install_signals()
         try:
+            if self.options.resume:
+                self.shard = resumed_shard(self.options.shard, self.start.shard_record, self.run_dir)
+            if self.shard:
+                mine, every = sum(len(s) for _, s in self._shard_points()), \
+                    len(build_groups(self.config)) * len(self.config.sweep.batch_sizes)
+                self._emit(event="note", text=f"shard {self.shard} ({self.shard.source}): {mine} of {every} points")
             if self.start.imports:
                 self._emit(event="note", text=f"resuming {self.run_dir} imports {', '.join(self.start.imports)} "
                                               f"(modules looked up beside {self.config.base_dir})")
@@ -198,12 +209,15 @@ class Sweep:
             self.start.lock.release()
         return SweepOutcome(self.run_dir, self.rows, self.summary(), self.record, self.warnings)
 
+    def _shard_points(self) -> list[tuple]:
+        return shard_points(build_groups(self.config), self.config.sweep.batch_sizes, self.shard)
+
     def _plans(self) -> list[GroupPlan]:
         sweep = self.config.sweep
-        return [GroupPlan(group, sweep.batch_sizes,
+        return [GroupPlan(group, sizes,
                           self.preflight["train_samples"] if group.mode == "fit" else self.preflight["samples"],
                           find_max=sweep.find_max, granularity=sweep.search_granularity)
-                for group in build_groups(self.config)]
+                for group, sizes in self._shard_points()]
 
     def _run_groups(self, done: dict[str, dict]) -> None:
         """Round 1 group by group (the ordered ladder), then the later rounds interleaved, then
@@ -319,8 +333,8 @@ class Sweep:
         sweep = self.config.sweep
         if "fit" not in sweep.modes or not (sweep.epochs or sweep.target) or self.interrupted:
             return
-        if self.options.distributed:
-            return
+        if self.options.distributed or (self.shard and self.shard.index != 1):
+            return  # a sweep-level job: shard 1 runs it, and merge takes its copy
         if self.start.previous_noise is not None:
             self.noise = self.start.previous_noise
             return
@@ -356,7 +370,9 @@ class Sweep:
                              "axes": axes, "phase": trial.phase, "round": trial.round,
                              # the consistency check once per point: its first round
                              "reference_path": str(self._reference_path(trial))
-                             if trial.mode == "predict" and trial.round == 1 else None}}
+                             if trial.mode == "predict" and trial.round == 1 else None,
+                             # the group's smallest size, also where a shard holds only larger ones
+                             "reference_batch_size": min(self.config.sweep.batch_sizes)}}
         self.current_worker = worker
         started = time.perf_counter()
         peer_note: list[str] = []
@@ -418,6 +434,10 @@ class Sweep:
             "samples": self.pooled.samples,
             "rounds": self.pooled.rounds,
             "noise_scale": self.noise,
+            "shard": self.shard.to_record() if self.shard else None,
+            # what summary() is made from beside the rows, so `batchbench merge` makes it the same way
+            "summary_inputs": {"frontier": self.frontier, "warnings": self.warnings, "noisy": self.noisy,
+                               "unstable": self.unstable},
             "summary": self.summary(),
         }
         try:

@@ -358,7 +358,7 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         ref = trial.get("reference_path")
         if ref:
             try:
-                extra.update(_consistency(work, batch_size, ref))
+                extra.update(_consistency(work, batch_size, ref, trial.get("reference_batch_size")))
             except Exception:  # noqa: BLE001 - the measurement stands; the check is extra
                 traceback.print_exc()
                 extra["consistent"] = None
@@ -400,27 +400,29 @@ def noise_scale(config: dict, axes: dict) -> dict:
     return {"status": "ok", **quality.gradient_noise_scale(work.model, work.train, b_small, b_big, work.seed)}
 
 
-def _consistency(work: Workload, batch_size: int, reference_path: str) -> dict:
-    """Predictions at this batch size against those at the group's smallest one."""
+def _consistency(work: Workload, batch_size: int, reference_path: str, reference_batch_size: int | None = None) -> dict:
+    """Predictions at this batch size against those at the group's smallest one (made here, at
+    that size, when no trial before made them: a shard may hold only the larger sizes)."""
     import keras
     import numpy as np
 
+    from batchbench.runfiles import open_read, write_atomic
     from batchbench.worker.predict import predictions
 
     preds = predictions(work.model, work.data.x, batch_size)
-    if not os.path.exists(reference_path):
+    if os.path.exists(reference_path):
+        with open_read(reference_path, binary=True) as fh:
+            reference = np.load(fh)
+    else:
         import io
 
-        from batchbench.runfiles import write_atomic
-
+        own = reference_batch_size in (None, batch_size)
+        reference = preds if own else predictions(work.model, work.data.x, reference_batch_size)
         buf = io.BytesIO()
-        np.save(buf, preds)
+        np.save(buf, reference)
         write_atomic(reference_path, buf.getvalue(), fsync=False)  # never through a planted link
-        return {"max_abs_diff": 0.0, "consistent": True}
-    from batchbench.runfiles import open_read
-
-    with open_read(reference_path, binary=True) as fh:
-        reference = np.load(fh)
+        if own:
+            return {"max_abs_diff": 0.0, "consistent": True}
     k = min(len(preds), len(reference))
     diff = float(np.max(np.abs(preds[:k] - reference[:k])))
     # Batch size may change the order of float reductions (different kernels), never the answer:
