@@ -293,5 +293,24 @@ def report(run_dirs, out, fmt, no_plots):
     sys.exit(report_command(list(run_dirs), out=out, fmt=fmt, plots=not no_plots))
 
 
+@main.command(short_help="One run from the shards of a sweep (--shard).")
+@click.argument("run_dirs", nargs=-1, required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The merged run directory.")
+@click.option("--prefer", type=click.Choice(["newest"]), help="A trial in two inputs: keep the one that finished last "
+                                                             "(without it, that is an error).")
+@click.option("--no-plots", is_flag=True, help="Do not write PNG plots.")
+def merge(run_dirs, out, prefer, no_plots):
+    """Merge the run folders of a sharded sweep (batchbench sweep --shard I/N) into one run folder:
+    results.csv, run.json with the summary computed again over all rows, plots and report.md.
+
+    \b
+    Exit codes: 0 merged (a shard that is missing is a warning naming its trials); 2 bad input:
+    runs of different measured settings, a trial in two inputs without --prefer newest.
+    """
+    from batchbench.merge import merge_command
+
+    sys.exit(merge_command(list(run_dirs), out, prefer, plots=not no_plots))
+
+
 if __name__ == "__main__":
     main()
