@@ -55,7 +55,12 @@ class MergeOutcome:
 
 
 def _read(path: str | Path) -> Input:
-    run = read_run(path, samples=False)  # rows and checks from savedrun; the full samples below
+    folder = Path(path)
+    if folder.is_dir() and (folder / RUN_JSON).exists() and not (folder / RESULTS_CSV).exists():
+        # a shard with no points of its own (more shards than points) has no rows to write
+        run = SavedRun(str(path), folder / RESULTS_CSV, [], [], {}, folder / RUN_JSON)
+    else:
+        run = read_run(path, samples=False)  # rows and checks from savedrun; the full samples below
     if run.json_path is None:
         raise BatchbenchError(f"{path}: no {RUN_JSON} beside {RESULTS_CSV}: merge needs each shard's run.json "
                               "(its settings hash, samples and summary)")

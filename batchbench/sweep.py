@@ -170,6 +170,9 @@ class Sweep:
                 mine, every = sum(len(s) for _, s in self._shard_points()), \
                     len(build_groups(self.config)) * len(self.config.sweep.batch_sizes)
                 self._emit(event="note", text=f"shard {self.shard} ({self.shard.source}): {mine} of {every} points")
+                if not mine:
+                    self.warnings.append(f"shard {self.shard} has no points to run: the sweep has {every} "
+                                         f"point(s) for {self.shard.count} shards")
             if self.start.imports:
                 self._emit(event="note", text=f"resuming {self.run_dir} imports {', '.join(self.start.imports)} "
                                               f"(modules looked up beside {self.config.base_dir})")

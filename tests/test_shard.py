@@ -273,6 +273,14 @@ def test_split_groups_merge_into_the_unsharded_trials(tmp_path):
     assert {r["batch_size"]: r["status"] for r in merged} == {8: "ok", 16: "ok", 32: "ok", 64: "oom"}
 
 
+def test_a_shard_with_no_points_says_so_and_merges(tmp_path):
+    outcomes = [sweep(tmp_path, tmp_path / f"s{i}", Shard(i, 5), modes=["fit"])[0] for i in range(1, 6)]
+    assert not outcomes[4].rows and any("has no points" in w for w in outcomes[4].summary["warnings"])
+    merged = merge_runs([tmp_path / f"s{i}" for i in range(1, 6)], tmp_path / "merged")
+    assert [r["batch_size"] for r in merged.rows] == [8, 16, 32, 64]
+    assert not any("no input" in w for w in merged.warnings)
+
+
 def test_merge_refuses_runs_of_other_settings_naming_the_run(tmp_path):
     sweep(tmp_path, tmp_path / "s1", Shard(1, 2))
     sweep(tmp_path, tmp_path / "s2", Shard(2, 2), repeats=5)
@@ -395,3 +403,21 @@ def test_three_shard_processes_and_merge_give_the_planned_trials(tmp_path, write
     assert overlap.returncode == 2 and "more than one input" in overlap.stderr
     assert run_cli("compare", tmp_path / "merged", tmp_path / "merged").returncode == 0
     assert run_cli("report", tmp_path / "merged", "--no-plots").returncode == 0
+
+
+def test_the_scheduler_examples_run_shards_and_merge():
+    import re
+
+    import yaml
+
+    jobs = list(yaml.safe_load_all((ROOT / "examples/kubernetes/batchbench-indexed-job.yaml").read_text()))
+    spec = jobs[0]["spec"]
+    command = spec["template"]["spec"]["containers"][0]["args"][0]
+    assert spec["completionMode"] == "Indexed"
+    assert f"--shard auto --shard-count {spec['completions']}" in command and "--resume" in command
+    merge = yaml.safe_load((ROOT / "examples/kubernetes/batchbench-merge-job.yaml").read_text())
+    assert "batchbench merge" in merge["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    array = (ROOT / "examples/slurm/batchbench-array.sbatch").read_text()
+    assert re.search(r"#SBATCH --array=\d+-\d+", array) and "--shard auto" in array and "--resume" in array
+    assert "batchbench merge" in (ROOT / "examples/slurm/batchbench-merge.sbatch").read_text()
+    assert "afterany" in (ROOT / "examples/slurm/submit.sh").read_text()
