@@ -23,7 +23,7 @@ from batchbench.results import read_rows
 from batchbench.runner import JobOutcome
 from batchbench.shard import Shard, parse_shard, shard_from_environment, shard_points
 from batchbench.sweep import Sweep, SweepOptions
-from tests.conftest import ROOT, run_cli, tiny_config
+from tests.conftest import ROOT, tiny_config
 from tests.test_sweep_loop import PREFLIGHT
 
 
@@ -369,42 +369,6 @@ def test_compare_and_report_accept_a_merged_run(tmp_path):
     assert result.exit_code == 2 and "--out" in result.output
 
 
-# ---------------------------------------------------------------- end to end, real trials
-@pytest.mark.slow
-def test_three_shard_processes_and_merge_give_the_planned_trials(tmp_path, write_config):
-    """One predict group of three sizes over three shards (split by batch size, run at once as
-    separate processes), merged: exactly the unsharded plan's trial ids, each measured, and the
-    consistency check against the group's smallest size in every shard."""
-    path = write_config(tiny_config(sweep={"modes": ["predict"], "methods": ["predict"], "batch_sizes": [16, 32, 64]}))
-    planned = json.loads(run_cli("sweep", path, "--dry-run", "--json").stdout)
-    planned_ids = [t["trial_id"] for g in planned["groups"] for t in g["trials"]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    procs = [subprocess.Popen([sys.executable, "-m", "batchbench", "sweep", str(path), "--shard", "auto", "-q",
-                               "--no-plots", "--out", str(tmp_path / f"shard-{i}")], cwd=ROOT, stderr=subprocess.PIPE,
-                              env={**env, "JOB_COMPLETION_INDEX": str(i)}, text=True) for i in range(3)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 2 and "--shard-count" in err  # a Kubernetes index needs the count
-    procs = [subprocess.Popen([sys.executable, "-m", "batchbench", "sweep", str(path), "--shard", "auto",
-                               "--shard-count", "3", "-q", "--no-plots", "--out", str(tmp_path / f"shard-{i}")],
-                              cwd=ROOT, stderr=subprocess.PIPE, text=True,
-                              env={**env, "JOB_COMPLETION_INDEX": str(i)}) for i in range(3)]
-    for proc in procs:
-        _, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-    merged = run_cli("merge", *(tmp_path / f"shard-{i}" for i in range(3)), "--out", tmp_path / "merged", "--no-plots")
-    assert merged.returncode == 0, merged.stderr
-    rows = read_rows(tmp_path / "merged" / "results.csv")
-    assert [r["trial_id"] for r in rows] == planned_ids
-    assert all(r["status"] == "ok" and r["throughput_sps"] > 0 for r in rows)
-    # shards 2 and 3 made the reference at batch 16 themselves: the check means the same in every shard
-    assert all(r["max_abs_diff"] is not None and r["consistent"] for r in rows)
-    overlap = run_cli("merge", tmp_path / "shard-0", tmp_path / "merged", "--out", tmp_path / "again", "--no-plots")
-    assert overlap.returncode == 2 and "more than one input" in overlap.stderr
-    assert run_cli("compare", tmp_path / "merged", tmp_path / "merged").returncode == 0
-    assert run_cli("report", tmp_path / "merged", "--no-plots").returncode == 0
-
-
 def test_the_scheduler_examples_run_shards_and_merge():
     import re
 
@@ -421,3 +385,52 @@ def test_the_scheduler_examples_run_shards_and_merge():
     assert re.search(r"#SBATCH --array=\d+-\d+", array) and "--shard auto" in array and "--resume" in array
     assert "batchbench merge" in (ROOT / "examples/slurm/batchbench-merge.sbatch").read_text()
     assert "afterany" in (ROOT / "examples/slurm/submit.sh").read_text()
+
+
+# ---------------------------------------------------------------- end to end, real trials
+SHIFTED = """
+import keras
+
+
+class AddBatchSize(keras.layers.Layer):
+    def call(self, x):
+        return x + keras.ops.cast(keras.ops.shape(x)[0], x.dtype)
+
+
+def build():
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, AddBatchSize()(keras.layers.Dense(4)(inputs)))
+"""
+
+
+@pytest.mark.slow
+def test_three_shard_processes_and_merge_give_the_planned_trials(tmp_path, write_config):
+    """One predict group of three sizes over three shards (split by batch size, run at once as
+    separate processes), merged: exactly the unsharded plan's trial ids, each measured, and the
+    consistency check against the group's smallest size in every shard. The model adds the
+    batch's size to its outputs, so the check's difference is known: batch - 16."""
+    (tmp_path / "shifted.py").write_text(SHIFTED)
+    path = write_config(tiny_config(model={"factory": "shifted:build"},
+                                    sweep={"modes": ["predict"], "methods": ["predict"], "batch_sizes": [16, 32, 64]}))
+    planned = json.loads(cli("sweep", path, "--dry-run", "--json").output)
+    planned_ids = [t["trial_id"] for g in planned["groups"] for t in g["trials"]]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    procs = [subprocess.Popen([sys.executable, "-m", "batchbench", "sweep", str(path), "--shard", "auto",
+                               "--shard-count", "3", "-q", "--no-plots", "--out", str(tmp_path / f"shard-{i}")],
+                              cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                              env={**env, "JOB_COMPLETION_INDEX": str(i)}) for i in range(3)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    merged = cli("merge", *(tmp_path / f"shard-{i}" for i in range(3)), "--out", tmp_path / "merged", "--no-plots")
+    assert merged.exit_code == 0, merged.output
+    rows = read_rows(tmp_path / "merged" / "results.csv")
+    assert [r["trial_id"] for r in rows] == planned_ids
+    assert all(r["status"] == "ok" and r["throughput_sps"] > 0 for r in rows)
+    # shards 2 and 3 made the reference at batch 16 themselves: the check means the same in every shard
+    assert [r["max_abs_diff"] for r in rows] == [0.0, 16.0, 48.0]
+    assert [r["consistent"] for r in rows] == [True, False, False]
+    overlap = cli("merge", tmp_path / "shard-0", tmp_path / "merged", "--out", tmp_path / "again", "--no-plots")
+    assert overlap.exit_code == 2 and "more than one input" in overlap.output
+    assert cli("compare", tmp_path / "merged", tmp_path / "merged").exit_code == 0
+    assert cli("report", tmp_path / "merged", "--no-plots").exit_code == 0
