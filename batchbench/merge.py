@@ -168,7 +168,7 @@ def _summary_inputs(inputs: list[Input]) -> tuple[dict, dict | None, list[str], 
     noisy: dict = {}
     unstable: list[str] = []
     said: dict[str, list[str]] = {}
-    for source in inputs:
+    for source in sorted(inputs, key=lambda s: str(s.record.get("ended_at") or "")):  # the newest search wins
         saved = source.record.get("summary_inputs") or {}
         frontier.update(saved.get("frontier") or {})
         noisy.update(saved.get("noisy") or {})

@@ -179,7 +179,7 @@ def shard_points(groups: Sequence[Group], batch_sizes: Sequence[int],
     return out
 
 
-def check_shard(groups: Sequence[Group], shard: Shard | None, find_max: bool, label: str = "config") -> None:
+def check_shard(groups: Sequence[Group], shard: Shard | None, find_max: bool) -> None:
     """find-max searches a group's whole ladder: refused when the shards split groups."""
     if find_max and splits_groups(groups, shard):
         raise ConfigError(f"the sweep has {len(groups)} group(s), fewer than the {shard.count} shards, so each "

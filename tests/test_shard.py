@@ -334,23 +334,49 @@ def test_a_shard_resumes_as_the_same_shard(tmp_path):
     assert json.loads((tmp_path / "s2" / "run.json").read_text())["shard"]["index"] == 2
 
 
-def test_shards_checked_out_in_different_folders_have_the_same_settings(tmp_path):
-    """The settings hash sees relative paths and the data's digest, never where the checkout is."""
-    import numpy as np
+DATA_KINDS = {
+    "synthetic": ({"synthetic": {"samples": 64}}, None),
+    "npz": ({"npz": {"path": "data/digits.npz", "x": "x", "y": "y"}}, "data/digits.npz"),
+    "csv": ({"csv": {"path": "data/table.csv", "target": "y"}}, "data/table.csv"),
+    "callable": ({"callable": {"function": "loader:load"}}, "loader.py"),
+}
 
+
+def _data_file(path, variant: int) -> None:
+    if path.suffix == ".npz":
+        import numpy as np
+
+        np.savez(path, x=np.full((8, 2), float(variant)), y=np.arange(8) % 2)
+    elif path.suffix == ".csv":
+        path.write_text("a,y\n" + "".join(f"{i + variant},{i % 2}\n" for i in range(8)))
+    else:
+        path.write_text(f"def load():\n    return [[{variant}.0]] * 8, [0] * 8\n")
+
+
+@pytest.mark.parametrize("kind", DATA_KINDS)
+def test_shards_checked_out_in_different_folders_have_the_same_settings(tmp_path, kind):
+    """The settings hash sees relative paths and the data's (or loader's) digest, never where the
+    checkout is; other data is another sweep."""
+    data, file = DATA_KINDS[kind]
     hashes = []
-    for place in ("a/checkout", "elsewhere"):
+    for place, variant in (("a/checkout", 0), ("elsewhere", 0), ("changed", 1)):
         folder = tmp_path / place
         (folder / "data").mkdir(parents=True)
-        np.savez(folder / "data" / "digits.npz", x=np.ones((8, 2)), y=np.arange(8) % 2)
-        config = config_from_dict(tiny_config(data={"npz": {"path": "data/digits.npz", "x": "x", "y": "y"}}),
-                                  base_dir=folder)
-        hashes.append(config.measurement_hash())
+        if file:
+            _data_file(folder / file, variant)
+        hashes.append(config_from_dict(tiny_config(data=data), base_dir=folder).measurement_hash())
     assert hashes[0] == hashes[1]
-    np.savez(tmp_path / "elsewhere" / "data" / "digits.npz", x=np.zeros((8, 2)), y=np.arange(8) % 2)
-    config = config_from_dict(tiny_config(data={"npz": {"path": "data/digits.npz", "x": "x", "y": "y"}}),
-                              base_dir=tmp_path / "elsewhere")
-    assert config.measurement_hash() != hashes[0]  # other data is another sweep
+    assert (hashes[2] != hashes[0]) == (file is not None)
+
+
+def test_command_line_overrides_are_what_the_shards_split(write_config):
+    path = write_config(tiny_config())
+    result = cli("sweep", path, "--batch-sizes", "8,16,32,64", "--modes", "fit", "--shard", "2/2", "--dry-run",
+                 "--json")
+    assert result.exit_code == 0, result.output
+    preview = json.loads(result.output)
+    assert preview["shard"] == "2/2"
+    assert [t["batch_size"] for g in preview["groups"] for t in g["trials"]] == [16, 64]
 
 
 def test_compare_and_report_accept_a_merged_run(tmp_path):
