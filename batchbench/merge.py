@@ -106,8 +106,8 @@ def _choose(inputs: list[Input], prefer: str | None) -> dict[str, tuple[Input, d
     if overlap and prefer != "newest":
         listed = ", ".join(f"{tid} (in {' and '.join(where)})" for tid, where in list(overlap.items())[:4])
         more = f" and {len(overlap) - 4} more" if len(overlap) > 4 else ""
-        raise ConfigError(f"{len(overlap)} trial(s) are in more than one input: {listed}{more}; each trial must come "
-                          "from one shard (pass --prefer newest to keep the one that finished last)", key="RUN_DIR")
+        raise BatchbenchError(f"{len(overlap)} trial(s) are in more than one input: {listed}{more}; each trial must "
+                              "come from one shard (pass --prefer newest to keep the one that finished last)")
     return chosen
 
 
