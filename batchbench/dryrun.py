@@ -45,8 +45,10 @@ def _npz_rows(path: Path, key: str) -> int | None:
 def plan_preview(config: Config, resume_dir: Path | None = None, shard=None) -> dict[str, Any]:
     """The planned trials per group (of one shard's points, with --shard), which of them would be
     skipped, and an estimate."""
-    from batchbench.shard import check_shard, shard_points
+    from batchbench.shard import check_shard, resumed_shard, shard_points
 
+    if resume_dir:
+        shard = resumed_shard(shard, _recorded_shard(resume_dir), resume_dir)
     samples = data_samples(config)
     train = None if samples is None else int(samples * (1 - config.data.validation_split))
     done = _done_trials(resume_dir) if resume_dir else set()
@@ -73,6 +75,13 @@ def plan_preview(config: Config, resume_dir: Path | None = None, shard=None) -> 
     }
     out["estimate"] = estimate(config, [t["trial_id"] for t in planned])
     return out
+
+
+def _recorded_shard(run_dir: Path) -> Any:
+    try:
+        return json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8")).get("shard")
+    except (OSError, ValueError, AttributeError, RecursionError):  # a preview never fails on a damaged folder
+        return None
 
 
 def _done_trials(run_dir: Path) -> set[str]:

@@ -327,6 +327,9 @@ def test_a_shard_resumes_as_the_same_shard(tmp_path):
     with pytest.raises(ConfigError) as info:
         sweep(tmp_path, tmp_path / "s2", Shard(1, 3), resume=True)
     assert info.value.key == "--shard" and "is shard 2/3" in info.value.message
+    preview = cli("sweep", "--resume", tmp_path / "s2", "--dry-run", "--json")
+    assert preview.exit_code == 0, preview.output
+    assert json.loads(preview.output)["shard"] == "2/3"  # the preview of a resume is of its own shard
     outcome, worker = sweep(tmp_path, tmp_path / "s2", resume=True)
     config = config_from_dict(tiny_config(sweep=SWEEP))
     assert sorted(r["trial_id"] for r in outcome.rows) == sorted(points(config, Shard(2, 3)))
