@@ -88,9 +88,10 @@ def _finished(row: dict, source: Input) -> str:
     return str(row.get("finished_at") or source.record.get("ended_at") or source.record.get("started_at") or "")
 
 
-def _choose(inputs: list[Input], prefer: str | None) -> dict[str, tuple[Input, dict]]:
-    """trial id -> (the input it comes from, its row). A trial in two inputs is an error unless
-    prefer == "newest": then the row that finished last wins (the later input on a tie)."""
+def _choose(inputs: list[Input], prefer: str | None) -> tuple[dict[str, tuple[Input, dict]], list[str]]:
+    """(trial id -> (the input it comes from, its row), the warning about trials in two inputs).
+    A trial in two inputs is an error unless prefer == "newest": then the row that finished
+    last wins (the later input on a tie)."""
     chosen: dict[str, tuple[Input, dict]] = {}
     overlap: dict[str, list[str]] = {}
     for source in inputs:
@@ -103,12 +104,15 @@ def _choose(inputs: list[Input], prefer: str | None) -> dict[str, tuple[Input, d
                 if prefer != "newest" or _finished(row, source) < _finished(*reversed(chosen[tid])):
                     continue
             chosen[tid] = (source, row)
-    if overlap and prefer != "newest":
-        listed = ", ".join(f"{tid} (in {' and '.join(where)})" for tid, where in list(overlap.items())[:4])
-        more = f" and {len(overlap) - 4} more" if len(overlap) > 4 else ""
+    if not overlap:
+        return chosen, []
+    listed = ", ".join(f"{tid} (in {' and '.join(where)})" for tid, where in list(overlap.items())[:4])
+    more = f" and {len(overlap) - 4} more" if len(overlap) > 4 else ""
+    if prefer != "newest":
         raise BatchbenchError(f"{len(overlap)} trial(s) are in more than one input: {listed}{more}; each trial must "
                               "come from one shard (pass --prefer newest to keep the one that finished last)")
-    return chosen
+    return chosen, [f"{len(overlap)} trial(s) are in more than one input: {listed}{more}; kept the one that "
+                    "finished last (--prefer newest)"]
 
 
 def _config(first: Input) -> Config:
@@ -256,10 +260,10 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, prefer: str | None =
     inputs = [_read(path) for path in run_dirs]  # every input checked before anything is written
     _check_same_settings(inputs)
     config = _config(inputs[0])
-    chosen = _choose(inputs, prefer)
+    chosen, preferred = _choose(inputs, prefer)
     rows = _order(config, chosen)
     missing = _missing(config, inputs, set(chosen))
-    warnings = missing + _environment_warning(inputs)
+    warnings = missing + preferred + _environment_warning(inputs)
     unfinished = [s for s in inputs if s.record.get("status") != "complete"]
     for source in unfinished:
         warnings.append(f"{source.label} did not finish (status {source.record.get('status')}): finish it with "

@@ -301,6 +301,7 @@ def test_merge_refuses_a_trial_in_two_inputs_unless_prefer_newest(tmp_path):
     assert result.exit_code == 2 and "are in more than one input" in result.output and "--prefer newest" in result.output
     result = cli(*args, "--prefer", "newest")
     assert result.exit_code == 0, result.output
+    assert "kept the one that finished last" in result.output
     kept = read_rows(tmp_path / "merged" / "results.csv")
     again = {r["trial_id"]: r for r in read_rows(tmp_path / "again" / "results.csv")}
     assert len(kept) == len({r["trial_id"] for r in kept})
