@@ -322,6 +322,17 @@ def test_a_missing_shard_is_a_warning_naming_its_trials(tmp_path):
     assert any("shard 2/3" in w for w in record["summary"]["warnings"])
 
 
+def test_a_shard_on_other_hardware_is_a_warning(tmp_path):
+    for i in (1, 2):
+        sweep(tmp_path, tmp_path / f"s{i}", Shard(i, 2))
+    path = tmp_path / "s2" / "run.json"
+    record = json.loads(path.read_text())
+    record["environment"]["cpu_model"] = "Some Other CPU"
+    path.write_text(json.dumps(record))
+    merged = merge_runs([tmp_path / "s1", tmp_path / "s2"], tmp_path / "merged")
+    assert any("ran in another environment" in w and "Some Other CPU" in w for w in merged.warnings)
+
+
 def test_a_shard_resumes_as_the_same_shard(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         sweep(tmp_path, tmp_path / "s2", Shard(2, 3), worker=FakeWorker(oom=64, stop_after=2))
