@@ -149,6 +149,14 @@ def _listed(ids: list[str], most: int = 6) -> str:
     return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
 
 
+def _status(source: Input) -> str:
+    """A run's status; an earlier merge's is its shards' (what it lacked is checked again here)."""
+    merged = source.record.get("merged_from")
+    if isinstance(merged, list):
+        return next((str(m.get("status")) for m in merged if m.get("status") != "complete"), "complete")
+    return str(source.record.get("status"))
+
+
 def _environment_warning(inputs: list[Input]) -> list[str]:
     from batchbench.compare.environment import FIELDS, describe
 
@@ -264,9 +272,9 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, prefer: str | None =
     rows = _order(config, chosen)
     missing = _missing(config, inputs, set(chosen))
     warnings = missing + preferred + _environment_warning(inputs)
-    unfinished = [s for s in inputs if s.record.get("status") != "complete"]
+    unfinished = [s for s in inputs if _status(s) != "complete"]
     for source in unfinished:
-        warnings.append(f"{source.label} did not finish (status {source.record.get('status')}): finish it with "
+        warnings.append(f"{source.label} did not finish (status {_status(source)}): finish it with "
                         f"batchbench sweep --resume {source.run.path}, then merge again")
     frontier, noise, shard_warnings, noisy, unstable = _summary_inputs(inputs)
     noise_from = next((s for s in inputs if s.record.get("noise_scale") == noise and noise is not None), None)
@@ -311,7 +319,8 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, prefer: str | None =
                              "started_at": s.record.get("started_at"), "ended_at": s.record.get("ended_at"),
                              "trials": sum(1 for src, _ in chosen.values() if src is s),
                              "environment": s.record.get("environment")} for s in inputs],
-            "summary_inputs": {"frontier": frontier, "warnings": warnings + shard_warnings, "noisy": noisy,
+            # the inputs' own warnings: merge's (missing shards, ...) are made again by a later merge
+            "summary_inputs": {"frontier": frontier, "warnings": shard_warnings, "noisy": noisy,
                                "unstable": unstable},
             "summary": summary,
         }

@@ -320,6 +320,12 @@ def test_a_missing_shard_is_a_warning_naming_its_trials(tmp_path):
     record = json.loads((tmp_path / "merged" / "run.json").read_text())
     assert record["status"] == "incomplete"
     assert any("shard 2/3" in w for w in record["summary"]["warnings"])
+    # the late shard merged into the incomplete merge: complete, and the old warning is gone
+    sweep(tmp_path, tmp_path / "s2", Shard(2, 3))
+    late = merge_runs([tmp_path / "merged", tmp_path / "s2"], tmp_path / "whole")
+    assert not any("not among the inputs" in w for w in late.warnings)
+    assert json.loads((tmp_path / "whole" / "run.json").read_text())["status"] == "complete"
+    assert sorted(r["trial_id"] for r in late.rows) == sorted(every_point(config))
 
 
 def test_a_shard_on_other_hardware_is_a_warning(tmp_path):
