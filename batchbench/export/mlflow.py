@@ -19,7 +19,8 @@ from urllib.parse import urlparse
 from batchbench.errors import ConfigError
 from batchbench.export.records import Point, RunRecord
 
-EXTRA = "pip install 'batchbench[mlflow]'"  # the extra of the keras-batchbench distribution
+# batchbench's distribution is keras-batchbench (PyPI's "batchbench" is another project).
+EXTRA = "pip install 'keras-batchbench[mlflow]' (in a checkout: pip install -e '.[mlflow]')"
 # Unless the user set them: seconds per request, and no retries (MLflow's defaults retry for minutes).
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0"}
@@ -47,7 +48,7 @@ class MlflowExporter:
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
-            raise ConfigError(f"MLflow is not installed; install the extra with: {EXTRA}", key=key) from None
+            raise ConfigError(f"MLflow is not installed; install batchbench's mlflow extra: {EXTRA}", key=key) from None
         from mlflow.exceptions import MlflowException
 
         self.uri = uri

@@ -41,6 +41,12 @@ class TensorBoardExporter:
         self.logdir = Path(logdir).expanduser()
         self.label = f"TensorBoard ({logdir})"
         self.option = f"--tensorboard {logdir}"
+        try:
+            from tensorboard.plugins.hparams import summary_v2  # noqa: F401 - protos only, no TensorFlow
+        except ImportError:
+            raise ConfigError("TensorBoard is not installed; install batchbench's tensorboard extra: pip install "
+                              "'keras-batchbench[tensorboard]' (in a checkout: pip install -e '.[tensorboard]')",
+                              key=key) from None
         problem = writable(self.logdir)
         if problem:
             raise ConfigError(f"got {logdir}, {problem}, expected a folder where TensorBoard logs can be written",
