@@ -334,6 +334,7 @@ def test_a_real_sweep_with_both_trackers(tmp_path, write_config, store):
                      "--no-plots")
     assert result.returncode == 0, result.stderr
     assert "warning: MLflow" not in result.stderr and "warning: TensorBoard" not in result.stderr
+    assert "INFO" not in result.stderr  # MLflow's and alembic's start-up logs stay out of -q
     rows = read_rows(tmp_path / "run" / "results.csv")
     assert len(rows) == 2 and all(r["rounds"] == 2 for r in rows)
     parents, children = mlflow_runs(store)

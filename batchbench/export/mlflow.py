@@ -42,13 +42,13 @@ class MlflowExporter:
     def __init__(self, uri: str, key: str = "--mlflow", verbose: bool = False):
         for name, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
-        if not verbose:
-            for name in ("mlflow", "alembic"):
-                logging.getLogger(name).setLevel(logging.WARNING)
         try:
             from mlflow.tracking import MlflowClient
         except ImportError:
             raise ConfigError(f"MLflow is not installed; install batchbench's mlflow extra: {EXTRA}", key=key) from None
+        if not verbose:  # after the import: MLflow sets its own level when it loads
+            for name in ("mlflow", "alembic"):
+                logging.getLogger(name).setLevel(logging.WARNING)
         from mlflow.exceptions import MlflowException
 
         self.uri = uri
