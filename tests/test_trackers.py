@@ -319,6 +319,53 @@ def test_report_files_a_saved_run(tmp_path, store):
     assert not [m for m in FRAMEWORKS if m in sys.modules]
 
 
+@pytest.fixture
+def fake_worker(monkeypatch):
+    """The CLI's sweep with a fake worker (no processes, no TensorFlow); `stop_at` interrupts it."""
+    state = {"stop_at": None}
+
+    def worker(sweep, backend):
+        if backend not in sweep.workers:
+            fake = sweep.workers[backend] = RoundWorker()
+            fake.on_trial = lambda n: setattr(sweep, "interrupted", 1) if n == state["stop_at"] else None
+        return sweep.workers[backend]
+
+    monkeypatch.setattr(Sweep, "worker", worker)
+    return state
+
+
+def test_the_cli_files_an_interrupted_sweep_and_its_resume_into_one_parent(tmp_path, write_config, store,
+                                                                           fake_worker):
+    config = write_config(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}))
+    fake_worker["stop_at"] = 6
+    result = cli("sweep", config, "--out", tmp_path / "run", "--mlflow", store, "--tensorboard", tmp_path / "tb",
+                 "-q", "--no-plots")
+    assert result.exit_code == 130
+    parents, children = mlflow_runs(store)
+    assert len(parents) == 1 and parents[0].info.status == "KILLED" and len(children) == 4
+    fake_worker["stop_at"] = None
+    result = cli("sweep", "--resume", tmp_path / "run", "-q", "--no-plots")  # the trackers come from run.json
+    assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store)
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert sorted(c.data.metrics["rounds"] for c in children) == [2, 2, 2, 2]
+    assert {a.path for a in __import__("mlflow").tracking.MlflowClient(store).list_artifacts(
+        parents[0].info.run_id)} >= {"results.csv", "run.json", "report.md"}
+    assert all(s["status"] == "STATUS_SUCCESS" for s in sessions(tmp_path / "tb").values())
+
+
+def test_the_cli_sweep_with_an_unreachable_server_warns_once_and_exits_0(tmp_path, write_config, fake_worker):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = write_config(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"], "rounds": 2}))
+    result = cli("sweep", config, "--out", tmp_path / "run", "--mlflow", f"http://127.0.0.1:{port}", "-q",
+                 "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: MLflow") == 1 and "switched off" in result.output
+    assert [r["status"] for r in read_rows(tmp_path / "run" / "results.csv")] == ["ok", "ok"]
+
+
 def test_a_trackers_object_without_exporters_is_inert(tmp_path):
     trackers = Trackers([])
     assert not trackers
