@@ -129,13 +129,14 @@ def run_sweep_command(prepared, kw: dict) -> None:
 
     distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
                                     kw.get("join_timeout"))
+    # Checked before any trial or peer process starts (exit 2); only process 0 files the run.
+    trackers = _trackers(config, kw) if not (distributed and distributed.process_id > 0) else None
     launcher = None
     if kw.get("local_processes") is not None:
         from batchbench.launcher import LocalLauncher
 
         launcher = LocalLauncher(config, kw)
         distributed, kw["out"] = launcher.start()
-    trackers = _trackers(config, kw) if not (distributed and distributed.process_id > 0) else None
     as_json, quiet = kw.get("as_json"), kw.get("quiet")
     err_console = make_console(stderr=True)
     out_console = err_console if as_json else make_console()
