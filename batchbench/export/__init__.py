@@ -10,8 +10,15 @@ point (a results.csv row). `Trackers` is what a command holds:
     trackers.file(run_dir)           # a saved run at once (`batchbench report --mlflow`)
 
 A sweep calls `point` where its pooled row of a point is updated (sweep.py), so children appear
-as points finish; `batchbench serving` can call the same three with its own rows and identity
-columns. A tracker that fails is never a lost sweep: the run folder is written first, the
+as points finish. Another kind of run calls the same three with its own rows and the columns that
+name a point, e.g. serving:
+
+    SERVING = ("max_batch_size", "batch_timeout_ms", "offered_qps")
+    trackers.point(run_dir, row, identity=SERVING)                           # per finished point
+    trackers.finish(run_dir, points=[point_of(r, SERVING) for r in rows])    # rows: serving.csv's
+
+(every other number of a row is a metric, every word a tag; run.json's summary.serving becomes
+`serving.<key>` tags on the parent; every .csv/.json/.md/.png in the run folder an artifact). A tracker that fails is never a lost sweep: the run folder is written first, the
 tracker is switched off at its first failure, and `warnings` says so once at the end."""
 
 from __future__ import annotations
