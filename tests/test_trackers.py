@@ -19,6 +19,7 @@ from batchbench.config import config_from_dict
 from batchbench.export import Trackers, open_trackers, point_of
 from batchbench.results import read_rows
 from batchbench.sweep import Sweep, SweepOptions
+from batchbench.version import RESULTS_SCHEMA_VERSION
 from tests.conftest import run_cli, tiny_config
 from tests.test_rounds import RoundWorker
 
@@ -364,6 +365,32 @@ def test_the_cli_sweep_with_an_unreachable_server_warns_once_and_exits_0(tmp_pat
     assert result.exit_code == 0, result.output
     assert result.output.count("warning: MLflow") == 1 and "switched off" in result.output
     assert [r["status"] for r in read_rows(tmp_path / "run" / "results.csv")] == ["ok", "ok"]
+
+
+def test_another_kind_of_run_files_its_own_rows_with_its_own_identity(tmp_path, store):
+    run_dir = tmp_path / "serving-run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"schema_version": RESULTS_SCHEMA_VERSION, "run_id": "serve-1",
+                                                  "name": "tiny", "status": "complete",
+                                                  "summary": {"serving": {"max_batch_size": 32}}}))
+    (run_dir / "serving.csv").write_text("max_batch_size,batch_timeout_ms\n32,5\n")
+    identity = ("max_batch_size", "batch_timeout_ms", "offered_qps")
+    rows = [{"max_batch_size": 32, "batch_timeout_ms": 5.0, "offered_qps": q, "achieved_qps": q * 0.99,
+             "latency_ms_p99": 12.5, "slo_met": True, "status": "ok", "trial_id": f"serve-b32-t5-q{q}"}
+            for q in (100, 200)]
+    trackers = open_trackers(store, tmp_path / "tb")
+    for row in rows:
+        trackers.point(run_dir, row, identity=identity)
+    trackers.finish(run_dir, points=[point_of(r, identity) for r in rows])
+    assert trackers.warnings == []
+    parents, children = mlflow_runs(store)
+    assert len(parents) == 1 and parents[0].data.tags["serving.max_batch_size"] == "32"
+    assert sorted(c.data.params["offered_qps"] for c in children) == ["100", "200"]
+    assert all(c.data.metrics["latency_ms_p99"] == 12.5 and c.data.tags["slo_met"] == "true" for c in children)
+    from mlflow.tracking import MlflowClient
+
+    assert "serving.csv" in {a.path for a in MlflowClient(store).list_artifacts(parents[0].info.run_id)}
+    assert {s["hparams"]["offered_qps"] for s in sessions(tmp_path / "tb").values()} == {100, 200}
 
 
 def test_a_trackers_object_without_exporters_is_inert(tmp_path):

@@ -33,7 +33,7 @@ class Point:
 
     trial_id: str
     status: str
-    params: dict[str, Any]        # identity values: int batch_size, text for the rest
+    params: dict[str, Any]        # identity values: numbers (batch_size) or text (mode, axes)
     metrics: dict[str, float]     # every finite figure of the row
     tags: dict[str, str]          # status, error and the rest of the row's words
     step: int                     # rounds that measured it: the metrics' step, so later rounds add history
@@ -71,7 +71,9 @@ def point_of(row: dict[str, Any], identity: tuple[str, ...] = IDENTITY) -> Point
         value = row.get(key)
         if value is None or value == "":
             continue
-        params[key] = value if key == "batch_size" and isinstance(value, int) else text(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 100 qps, not 100.0: a name, read back from the CSV as a float
+        params[key] = value if is_number(value) else text(value)
     metrics = {k: float(v) for k, v in row.items()
                if k not in identity and k not in SETUP and is_number(v)}
     words = {k: v for k, v in row.items() if k in SETUP or isinstance(v, (str, bool))}  # not NaN or inf

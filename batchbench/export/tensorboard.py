@@ -113,7 +113,7 @@ class TensorBoardExporter:
             metrics.update(point.metrics)
         hparams = []
         for name in sorted(values):
-            kinds = {type(v) for v in values[name]}
+            kinds = {float if isinstance(v, int | float) and not isinstance(v, bool) else type(v) for v in values[name]}
             domain = summary_v2.Discrete(sorted(values[name])) if len(kinds) == 1 else None
             hparams.append(summary_v2.HParam(name, domain))
         summary = summary_v2.hparams_config_pb(hparams, [summary_v2.Metric(m) for m in sorted(metrics)],
