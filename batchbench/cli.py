@@ -48,11 +48,45 @@ def sweep_options(func):
         click.option("--quiet", "-q", is_flag=True, help="No progress bar or tables."),
         click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every trial log."),
         click.option("--no-plots", is_flag=True, help="Do not write PNG plots."),
+        *tracker_options(),
         click.option("--dry-run", is_flag=True, help="Show the planned trials (and an estimate), run nothing."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def tracker_options() -> list:
+    """--mlflow and --tensorboard (sweep, predict-throughput, report)."""
+    return [click.option("--mlflow", metavar="URI", help="Also file the run in MLflow: a parent run, a child per "
+                                                         "point (sqlite:///mlflow.db, http://host:5000, ...)."),
+            click.option("--tensorboard", metavar="DIR", type=click.Path(path_type=Path),
+                         help="Also write TensorBoard HParams logs (a session per point) into DIR.")]
+
+
+def _trackers(config, kw: dict):
+    """The trackers from --mlflow/--tensorboard or output.mlflow/output.tensorboard, checked
+    before any trial (exit 2); the flags are written into the config, so a resume files on."""
+    from batchbench.export import open_trackers
+
+    where = f"{config.source_file or 'config'}: output."
+    if kw.get("mlflow"):
+        config.output.mlflow = kw["mlflow"]
+    if kw.get("tensorboard"):
+        config.output.tensorboard = str(Path(kw["tensorboard"]).expanduser().resolve())
+    return open_trackers(config.output.mlflow, config.output.tensorboard, verbose=kw.get("verbose", False),
+                         mlflow_key="--mlflow" if kw.get("mlflow") else where + "mlflow",
+                         tensorboard_key="--tensorboard" if kw.get("tensorboard") else where + "tensorboard")
+
+
+def _finish_trackers(trackers, run_dir, console) -> None:
+    from batchbench.progress import plain
+
+    if not trackers or run_dir is None:
+        return
+    trackers.finish(run_dir)
+    for warning in trackers.warnings:
+        console.print(f"[yellow]warning:[/yellow] {plain(warning)}", soft_wrap=True)
 
 
 def _overrides(kw: dict) -> dict:
@@ -101,6 +135,8 @@ def run_sweep_command(prepared, kw: dict) -> None:
 
     distributed = parse_distributed(kw.get("num_processes"), kw.get("process_id"), kw.get("coordinator"),
                                     kw.get("join_timeout"))
+    # Checked before any trial or peer process starts (exit 2); only process 0 files the run.
+    trackers = _trackers(config, kw) if not (distributed and distributed.process_id > 0) else None
     launcher = None
     if kw.get("local_processes") is not None:
         from batchbench.launcher import LocalLauncher
@@ -115,16 +151,21 @@ def run_sweep_command(prepared, kw: dict) -> None:
     progress = None if quiet else LineProgress(err_console)
     options = SweepOptions(out=kw.get("out"), resume=kw.get("resume"), verbose=kw.get("verbose", False),
                            progress=progress, distributed=distributed,
-                           peer_failed=launcher.peer_failed if launcher else None, shard=shard)
+                           peer_failed=launcher.peer_failed if launcher else None, shard=shard,
+                           observer=trackers)
     sweep = Sweep(config, options, raw_config=raw)
     try:
         outcome = sweep.run()
+    except InterruptedSweep:
+        _finish_trackers(trackers, sweep.run_dir, err_console)  # what finished is filed too
+        raise
     finally:
         if progress:
             progress.stop()
         if launcher:
             launcher.finish()
     _write_reports(outcome, config)
+    _finish_trackers(trackers, outcome.run_dir, err_console)
     if not quiet:
         render_results(out_console, outcome.rows, config.varying_axes(), outcome.summary,
                        config.sweep.slo_ms, config.sweep.percentile)
@@ -286,11 +327,27 @@ def compare(baseline, current, threshold, fmt, fail_on, strict_env, alpha):
 @click.option("--out", type=click.Path(path_type=Path), help="Where a multi-run report goes.")
 @click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md")
 @click.option("--no-plots", is_flag=True, help="Tables only.")
-def report(run_dirs, out, fmt, no_plots):
-    """Rebuild tables, plots and a report from saved results (no TensorFlow, no re-running)."""
+@click.option("--mlflow", metavar="URI", help="File each run in MLflow (again: its parent run is updated).")
+@click.option("--tensorboard", metavar="DIR", type=click.Path(path_type=Path),
+              help="Write each run's TensorBoard HParams logs into DIR.")
+def report(run_dirs, out, fmt, no_plots, mlflow, tensorboard):
+    """Rebuild tables, plots and a report from saved results (no TensorFlow, no re-running).
+
+    With --mlflow or --tensorboard, each run is also filed there; exit 1 when a tracker refused it.
+    """
     from batchbench.report import report_command
 
-    sys.exit(report_command(list(run_dirs), out=out, fmt=fmt, plots=not no_plots))
+    trackers = None
+    if mlflow or tensorboard:
+        from batchbench.export import open_trackers
+
+        trackers = open_trackers(mlflow, tensorboard)  # checked before anything is written
+    code = report_command(list(run_dirs), out=out, fmt=fmt, plots=not no_plots)
+    if trackers:
+        from batchbench.export import file_runs
+
+        code = file_runs(trackers, list(run_dirs)) or code
+    sys.exit(code)
 
 
 @main.command(short_help="One run from the shards of a sweep (--shard).")

@@ -25,7 +25,7 @@ from batchbench.version import RESULTS_SCHEMA_VERSION
 
 __all__ = ["BOOL_COLUMNS", "COLUMNS", "INT_COLUMNS", "TEXT_COLUMNS", "RESULTS_CSV", "RUN_JSON", "ResultsFormatError",
            "ResultsWriter", "load_results", "load_trial_records", "locate_run", "read_rows", "read_run_json",
-           "results_frame", "save_trial_record", "write_json_atomic", "finite", "dumps"]
+           "results_frame", "save_trial_record", "saved_row", "write_json_atomic", "finite", "dumps"]
 
 # run.json versions this code reads. 1: raw samples only inside run.json; 2: also one
 # trials/<id>.result.json per finished trial, and the measured settings beside the hash.
@@ -72,6 +72,12 @@ def parse_value(column: str, text: str) -> Any:
         return float(text)
     except ValueError:
         return text
+
+
+def saved_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as results.csv reads it back (floats to the CSV's six significant digits): what an
+    exporter sends while the sweep runs equals what it files from the saved run later."""
+    return {k: parse_value(k, _cell(v)) for k, v in row.items()}
 
 
 def _records(path: Path, text: str, strict: bool) -> tuple[list[str], list[dict[str, Any]], bool]:

@@ -131,6 +131,10 @@ class PooledRows:
         rows = self.by_point.get(point)
         return rows[-1].get("status") if rows else None
 
+    def row(self, point: str) -> dict:
+        """The point's pooled row (its results.csv row)."""
+        return self.rows[self._index[point]]
+
     def add(self, point: str, round_number: int, row: dict, samples: dict | None) -> None:
         rows = self.by_point.setdefault(point, [])
         kept = self._samples.setdefault(point, [])

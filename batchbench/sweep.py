@@ -55,6 +55,7 @@ class SweepOptions:
     peer_failed: Callable[[], str | None] | None = None  # the local launcher's view of its peers
     shard: Shard | None = None      # run only this shard of the plan (--shard I/N); a resume keeps its own
     worker_factory: WorkerFactory = make_worker  # tests inject a fake that returns literal outcomes
+    observer: Any = None            # export.Trackers: each point's pooled row once its files are written
 
 
 @dataclass
@@ -307,7 +308,7 @@ class Sweep:
         if trial.record_id in done:
             row = done[trial.record_id]
             self.pooled.add(trial.trial_id, trial.round, row, self.start.samples.get(trial.record_id))
-            self._emit(event="done", index=self.index, total=self.total, row=row, resumed=True)
+            self._done(trial, row, resumed=True)
             return row["status"]
         if skip is not None:
             row, samples = base_row(trial, self.context, status="skipped", error=skip), None
@@ -323,13 +324,20 @@ class Sweep:
         self.pooled.add(trial.trial_id, trial.round, row, samples)
         self.start.writer.replace_all(self.rows)
         self._write_run_json()
-        self._emit(event="done", index=self.index, total=self.total, row=row)
+        self._done(trial, row)
         if self.options.distributed and row["status"] in ("error", "timeout"):
             # A process that failed leaves the others waiting at the next join: stop here.
             self.warnings.append(f"stopped after {trial.record_id} failed ({row['error']}): the other "
                                  "processes of a multi-process run cannot go on without it")
             self.stopped = True
         return row["status"]
+
+    def _done(self, trial: Trial, row: dict, **extra) -> None:
+        """A round-trial's files are written: the terminal hears of it, the trackers get the
+        point's pooled row (a child run appears, or is updated after a later round)."""
+        self._emit(event="done", index=self.index, total=self.total, row=row, **extra)
+        if self.options.observer:
+            self.options.observer.point(self.run_dir, self.pooled.row(trial.trial_id))
 
     def _noise_scale(self) -> None:
         """The critical batch size, estimated once per sweep when training quality is asked for."""

@@ -388,6 +388,8 @@ class SweepSpec(_Strict):
 class OutputSpec(_Strict):
     dir: str = "results"
     plots: bool = True
+    mlflow: str | None = Field(default=None, min_length=1)       # a tracking URI: the run is filed there too
+    tensorboard: str | None = Field(default=None, min_length=1)  # a folder: TensorBoard HParams logs
 
 
 class Config(_Strict):
