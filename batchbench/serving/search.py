@@ -1,0 +1,74 @@
+"""The search for the highest request rate a setting holds: a bracket, then a bisection.
+
+From a starting rate (the simulator's answer, itself from the measured latency of each batch
+size), rates go up or down by `factor` until one point meets the SLO and one does not; then
+the geometric middle of the two is measured until they are within `rel_tol` of each other.
+The answer is the highest rate that met the SLO below the lowest that did not: a noisy point
+above a failure never counts. Pure: the caller measures; tests give it a synthetic latency."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def rate_key(rate: float) -> float:
+    """Rates as stored and looked up (resume finds a point by it): 4 significant digits."""
+    if rate <= 0:
+        return rate
+    digits = 3 - int(math.floor(math.log10(rate)))
+    return round(rate, digits)
+
+
+@dataclass
+class RateSearch:
+    start_qps: float
+    rel_tol: float = 0.05
+    factor: float = 1.5
+    max_points: int = 10
+    max_steps: int = 6  # bracket steps each way before giving up
+    points: dict[float, bool] = field(default_factory=dict)  # rate -> met the SLO
+
+    @property
+    def lowest_failed(self) -> float | None:
+        failed = [r for r, met in self.points.items() if not met]
+        return min(failed) if failed else None
+
+    @property
+    def max_qps(self) -> float | None:
+        """The highest rate that met the SLO below every rate that did not."""
+        hi = self.lowest_failed
+        met = [r for r, ok in self.points.items() if ok and (hi is None or r < hi)]
+        return max(met) if met else None
+
+    def next_rate(self) -> float | None:
+        """The next rate to measure, or None when the search is over."""
+        if not self.points:
+            return rate_key(self.start_qps)
+        if len(self.points) >= self.max_points:
+            return None
+        lo, hi = self.max_qps, self.lowest_failed
+        if lo is None:
+            if hi <= self.start_qps / self.factor ** self.max_steps:
+                return None  # nothing meets the SLO, however light the load
+            rate = hi / self.factor
+        elif hi is None:
+            if lo >= self.start_qps * self.factor ** self.max_steps:
+                return None
+            rate = lo * self.factor
+        else:
+            if hi / lo - 1.0 <= self.rel_tol:
+                return None
+            rate = math.sqrt(lo * hi)
+        rate = rate_key(rate)
+        return None if rate in self.points else rate
+
+    def record(self, rate: float, met: bool) -> None:
+        self.points[rate_key(rate)] = bool(met)
+
+    def run(self, measure: Callable[[float], bool]) -> float | None:
+        """Measure until the search is over; the max rate (None: no rate met the SLO)."""
+        while (rate := self.next_rate()) is not None:
+            self.record(rate, measure(rate))
+        return self.max_qps
