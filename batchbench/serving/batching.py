@@ -8,6 +8,7 @@ waiting request up to `max_batch_size`."""
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -26,17 +27,16 @@ def schedule(rate_qps: float, duration_s: float, seed: int) -> np.ndarray:
     return np.cumsum(rng.exponential(1.0 / rate_qps, n))
 
 
-def close_time(arrivals: np.ndarray, first: int, free_at: float, max_batch_size: int, timeout_s: float) -> float:
+def close_time(arrivals, first: int, free_at: float, max_batch_size: int, timeout_s: float) -> float:
     """When the batch that opens at request `first` is run, by a thread free at `free_at`."""
     full = first + max_batch_size - 1
     full_at = arrivals[full] if full < len(arrivals) else math.inf
     return max(free_at, min(full_at, arrivals[first] + timeout_s))
 
 
-def batch_end(arrivals: np.ndarray, first: int, at: float, max_batch_size: int) -> int:
+def batch_end(arrivals, first: int, at: float, max_batch_size: int) -> int:
     """One past the last request a batch run at time `at` takes (at least the first)."""
-    arrived = int(np.searchsorted(arrivals, at, side="right"))
-    return max(first + 1, min(first + max_batch_size, arrived))
+    return max(first + 1, bisect.bisect_right(arrivals, at, first, min(first + max_batch_size, len(arrivals))))
 
 
 def profile_sizes(max_batch_size: int) -> list[int]:
@@ -83,7 +83,7 @@ class LoadResult:
 
 
 def summarize(rate_qps: float, arrivals: np.ndarray, started: np.ndarray, answered: np.ndarray,
-              batch_sizes: list[int] | np.ndarray, percentile: float) -> LoadResult:
+              batch_sizes: list[int] | np.ndarray, percentile: float, slo_ms: float = 0.0) -> LoadResult:
     """Latency is from a request's arrival to its answer: queueing, the batch's wait and the
     compute. The queue time is from arrival to the start of its batch's call."""
     n = len(arrivals)
@@ -99,16 +99,35 @@ def summarize(rate_qps: float, arrivals: np.ndarray, started: np.ndarray, answer
         latency_ms_p99=float(np.percentile(latency, 99)), latency_ms_at=float(np.percentile(latency, percentile)),
         queue_ms_p99=float(np.percentile(queue, 99)),
         batch_size_mean=float(sizes.mean()) if len(sizes) else 0.0, requests=int(len(latency)),
-        steady=is_steady(latency), enough_requests=len(latency) >= required_requests(percentile) *
+        steady=is_steady(latency, slo_ms), enough_requests=len(latency) >= required_requests(percentile) *
         (1.0 - WARMUP_FRACTION) - 1)
 
 
-def is_steady(latency_ms: np.ndarray) -> bool:
+def is_steady(latency_ms: np.ndarray, slo_ms: float = 0.0) -> bool:
     """False when the latency keeps growing through the point (a queue that never stops
-    building): the median of the last third well above the first third's. Such a point's p99
-    depends on how long it ran, so it is no figure of the setting."""
+    building): the median of the last third 1.5 times the first third's and higher by over a
+    quarter of the SLO (and 1 ms). Such a point's p99 depends on how long it ran, so it is no
+    figure of the setting; a smaller drift is noise."""
     if len(latency_ms) < 30:
         return True
     third = len(latency_ms) // 3
     first, last = np.median(latency_ms[:third]), np.median(latency_ms[-third:])
-    return not (last > 1.5 * first and last - first > 1.0)
+    return not (last > 1.5 * first and last - first > max(1.0, 0.25 * slo_ms))
+
+
+def meets(result: LoadResult, slo_ms: float) -> bool:
+    """The SLO test every point takes, simulated or measured: its percentile within the SLO,
+    the server keeping up with the load (achieved >= 95% of offered), a steady state."""
+    return result.latency_ms_at <= slo_ms and result.achieved_qps >= 0.95 * result.offered_qps and result.steady
+
+
+def point_row(result: LoadResult, max_batch_size: int, timeout_ms: float, threads: int, slo_ms: float,
+              duration_s: float, ceiling_qps: float) -> dict:
+    """A measured load point's serving.csv row. A point offered over half the load generator's
+    own ceiling (measured around an empty model) is generator-bound: failed, whatever it shows."""
+    bound = result.offered_qps > 0.5 * ceiling_qps
+    return {"max_batch_size": max_batch_size, "batch_timeout_ms": timeout_ms, "num_batch_threads": threads,
+            **result.as_row(), "latency_ms_at_percentile": result.latency_ms_at,
+            "slo_met": (not bound) and meets(result, slo_ms), "duration_s": duration_s,
+            "generator_ceiling_qps": ceiling_qps, "status": "generator_bound" if bound else "ok",
+            "source": "measured"}

@@ -56,6 +56,8 @@ def load_serving_config(config_path: str | Path | None, resume: Path | None, ove
                           f"{config.serving.min_duration_s:g}", key="serving.max_duration_s")
     static_checks(config, check_output_dir=not (out_given or resume))
     check_backends(config)
+    if config.data.synthetic is not None:  # its size is known here; a file's comes from the preflight
+        check_against_data(config, config.data.synthetic.samples, set(given))
     return config, raw, set(given)
 
 

@@ -50,11 +50,11 @@ class RateSearch:
             return None
         lo, hi = self.max_qps, self.lowest_failed
         if lo is None:
-            if hi <= self.start_qps / self.factor ** self.max_steps:
+            if hi <= 1.001 * self.start_qps / self.factor ** self.max_steps:  # (rates are rounded)
                 return None  # nothing meets the SLO, however light the load
             rate = hi / self.factor
         elif hi is None:
-            if lo >= self.start_qps * self.factor ** self.max_steps:
+            if lo >= 0.999 * self.start_qps * self.factor ** self.max_steps:
                 return None
             rate = lo * self.factor
         else:
@@ -72,3 +72,32 @@ class RateSearch:
         while (rate := self.next_rate()) is not None:
             self.record(rate, measure(rate))
         return self.max_qps
+
+
+def search_settings(settings: list[dict], measure: Callable[[float, float], dict], known: list[dict],
+                    rel_tol: float = 0.05, max_points: int = 10) -> dict[str, float | None]:
+    """One worker job's load points: for each setting ({batch_timeout_ms, start_qps} or
+    {batch_timeout_ms, rates}) a search (or the given rates), `measure(timeout_ms, rate)`
+    making each point's row. A point in `known` (measured before a resume) is not measured
+    again: the search is deterministic, so it asks for the same rates and finds them there."""
+    found = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"]))): p for p in known}
+
+    def point(timeout_ms: float, rate: float) -> dict:
+        key = (timeout_ms, rate_key(rate))
+        if key not in found:
+            found[key] = measure(timeout_ms, rate_key(rate))
+        return found[key]
+
+    answers: dict[str, float | None] = {}
+    for setting in settings:
+        timeout_ms = float(setting["batch_timeout_ms"])
+        if setting.get("rates"):
+            rates = [rate_key(float(r)) for r in setting["rates"]]
+            met = {r: bool(point(timeout_ms, r).get("slo_met")) for r in rates}
+            failed = [r for r, ok in met.items() if not ok]
+            ok = [r for r, good in met.items() if good and (not failed or r < min(failed))]
+            answers[f"{timeout_ms:g}"] = max(ok) if ok else None
+            continue
+        search = RateSearch(float(setting["start_qps"]), rel_tol=rel_tol, max_points=max_points)
+        answers[f"{timeout_ms:g}"] = search.run(lambda rate, t=timeout_ms: bool(point(t, rate).get("slo_met")))
+    return answers

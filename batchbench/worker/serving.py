@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 
-from batchbench.serving.batching import batch_end, close_time, point_duration_s, schedule, summarize
-from batchbench.serving.search import RateSearch, rate_key
-from batchbench.serving.simulate import meets
+from batchbench.serving.batching import batch_end, close_time, point_duration_s, point_row, schedule, summarize
+from batchbench.serving.search import search_settings
 from batchbench.worker.timing import clock
 
 MIN_SLEEP_S = 50e-6  # shorter waits are not slept: the sleep itself would overshoot them
@@ -157,41 +156,29 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
     server = _build(config, axes)
     server.warm(m)
     ceiling = generator_ceiling_qps(m)
-    known = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"]))): p for p in job.get("known") or []}
     threads = int(serving["num_batch_threads"])
     percentile, slo = float(serving["percentile"]), float(serving["slo_ms"])
 
     def point(timeout_ms: float, rate: float) -> dict:
-        key = (float(timeout_ms), rate_key(rate))
-        if key in known:
-            return known[key]
         duration = point_duration_s(rate, percentile, serving["min_duration_s"], serving["max_duration_s"])
         arrivals = schedule(rate, duration, _seed(int(config["sweep"]["seed"]), m, timeout_ms, rate))
         started, answered, sizes = run_load(server.run_batch, arrivals, m, timeout_ms / 1e3, threads)
-        result = summarize(rate, arrivals, started, answered, sizes, percentile)
-        bound = rate > 0.5 * ceiling
-        row = {"max_batch_size": m, "batch_timeout_ms": timeout_ms, "num_batch_threads": threads,
-               **result.as_row(), "latency_ms_at_percentile": result.latency_ms_at,
-               "slo_met": (not bound) and meets(result, slo), "duration_s": duration,
-               "generator_ceiling_qps": ceiling, "status": "generator_bound" if bound else "ok",
-               "source": "measured"}
-        with open(job["points_path"], "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        result = summarize(rate, arrivals, started, answered, sizes, percentile, slo)
+        row = point_row(result, m, timeout_ms, threads, slo, duration, ceiling)
+        append_point(job["points_path"], row)
         return row
 
-    answers = {}
-    for setting in job["settings"]:
-        timeout_ms = float(setting["batch_timeout_ms"])
-        if setting.get("rates"):
-            for rate in setting["rates"]:
-                point(timeout_ms, float(rate))
-            continue
-        search = RateSearch(float(setting["start_qps"]), rel_tol=float(serving["rel_tol"]),
-                            max_points=int(serving["max_points"]))
-        answers[str(timeout_ms)] = search.run(lambda rate, t=timeout_ms: bool(point(t, rate)["slo_met"]))
+    answers = search_settings(job["settings"], point, job.get("known") or [], rel_tol=float(serving["rel_tol"]),
+                              max_points=int(serving["max_points"]))
     return {"status": "ok", "max_qps": answers, "generator_ceiling_qps": ceiling}
+
+
+def append_point(path: str, row: dict) -> None:
+    """One finished load point, as a JSON line, on disk before the next point starts."""
+    with open(path, "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def run_serving_job(request: dict) -> dict:
