@@ -318,8 +318,5 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
     if summary["serving"] is not None:
         read = outputs.parse_server_files(out)
         assert read["triton"]["max_batch_size"] == summary["serving"]["max_batch_size"]
-    again = run_cli("serving", "--resume", out, "--json")
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert len(outputs.read_serving_rows(out / outputs.SERVING_CSV)) == len(rows)  # nothing measured twice
     big = run_cli("serving", path, "--out", tmp_path / "big", "--max-batch-sizes", "128")
     assert big.returncode == 2 and "--max-batch-sizes" in big.stderr and "64 samples" in big.stderr
