@@ -162,7 +162,8 @@ class SimulatedWorker:
     """A worker whose load points come from the simulator (the batcher's rule, exact service
     times): the controller's loop, resume and interrupt, in milliseconds."""
 
-    def __init__(self, stop_after: int | None = None):
+    def __init__(self, stop_after: int | None = None, slower: float = 1.0):
+        self.profile = {**PROFILE, "samples_ms": [[v * slower for v in s] for s in PROFILE["samples_ms"]]}
         self.requests: list[dict] = []
         self.measured = 0
         self.stop_after = stop_after
@@ -173,9 +174,9 @@ class SimulatedWorker:
         if request["op"] == "preflight":
             return JobOutcome(result={"status": "ok", "samples": 1024, "params": 10, "framework": {}}, returncode=0)
         if request["op"] == "serving_profile":
-            return JobOutcome(result=dict(PROFILE), returncode=0)
+            return JobOutcome(result=dict(self.profile), returncode=0)
         job, serving = request["job"], request["config"]["serving"]
-        service = ServiceTimes.from_profile(PROFILE)
+        service = ServiceTimes.from_profile(self.profile)
 
         def measure(timeout_ms, rate):
             if self.stop_after is not None and self.measured >= self.stop_after:
@@ -256,6 +257,25 @@ def test_an_slo_below_a_single_request_measures_nothing_and_says_so(tmp_path):
                          ServingOptions(out=tmp_path / "run", worker_factory=lambda *a: fake)).run()
     assert outcome.exit_code == 0 and outcome.summary["serving"] is None and fake.measured == 0
     assert any("below the latency of a single request" in w for w in outcome.summary["warnings"])
+
+
+def test_compare_judges_max_qps_and_report_renders_serving_runs(tmp_path, capsys):
+    from batchbench.compare import compare_command
+    from batchbench.report import report_command
+
+    for name, slower in (("base", 1.0), ("same", 1.0), ("slow", 2.0)):
+        fake = SimulatedWorker(slower=slower)
+        ServingRun(serving_config(tmp_path), ServingOptions(out=tmp_path / name, worker_factory=lambda *a, f=fake: f)).run()
+    assert compare_command(str(tmp_path / "base"), str(tmp_path / "same"), fmt="json") == 0
+    capsys.readouterr()
+    assert compare_command(str(tmp_path / "base"), str(tmp_path / "slow"), fmt="json") == 1
+    verdicts = json.loads(capsys.readouterr().out)["rows"]
+    assert verdicts[0]["metric"] == "max_qps" and verdicts[0]["verdict"] == "regression"
+    assert verdicts[0]["current"] < verdicts[0]["baseline"]
+    assert compare_command(str(tmp_path / "slow"), str(tmp_path / "base"), fmt="markdown") == 0  # faster: fine
+    assert report_command([str(tmp_path / "base")], plots=True) == 0
+    text = (tmp_path / "base" / "report.md").read_text()
+    assert "**Answer:** `max_batch_size` 16" in text and "serving_latency.png" in text
 
 
 # ---------------------------------------------------------------- bad input (no TensorFlow)
