@@ -102,16 +102,35 @@ def test_a_setting_that_meets_nothing_ends_with_no_answer():
 def test_known_points_are_not_measured_again():
     measured = []
 
-    def measure(timeout_ms, rate):
-        measured.append(rate)
-        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "slo_met": synthetic_p99(rate) <= 20}
+    def measure(timeout_ms, rate, repeat):
+        measured.append((rate, repeat))
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat,
+                "slo_met": synthetic_p99(rate) <= 20}
 
     settings = [{"batch_timeout_ms": 1.0, "start_qps": 400.0}]
     first = search_settings(settings, measure, [], max_points=5)
-    kept = [{"batch_timeout_ms": 1.0, "offered_qps": r, "slo_met": synthetic_p99(r) <= 20} for r in measured[:3]]
+    assert measured[-1] == (first["1"], 1)  # the answer measured again with fresh arrivals
+    kept = [{"batch_timeout_ms": 1.0, "offered_qps": r, "repeat": k, "slo_met": synthetic_p99(r) <= 20}
+            for r, k in measured[:3]]
+    total = len(measured)
     measured.clear()
     again = search_settings(settings, measure, kept, max_points=5)
-    assert again == first and len(measured) == 2  # only the two points the first session lost
+    assert again == first and len(measured) == total - 3  # only the points the first session lost
+
+
+def test_an_answer_that_does_not_hold_again_sends_the_search_lower():
+    calls = []
+
+    def measure(timeout_ms, rate, repeat):
+        calls.append((rate, repeat))
+        lucky = repeat == 0 and 500 < rate < 515  # met once by luck, never again
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat,
+                "slo_met": rate <= 500 or lucky}
+
+    answer = search_settings([{"batch_timeout_ms": 0.0, "start_qps": 600.0}], measure, [], rel_tol=0.02)["0"]
+    assert answer is not None and 400 <= answer <= 500
+    lucky = [rate for rate, repeat in calls if repeat == 0 and 500 < rate < 515]
+    assert lucky and all((rate, k) in calls for rate in lucky[-1:] for k in (1,))  # measured again, and missed
 
 
 def test_point_length_follows_the_percentile():
@@ -178,13 +197,14 @@ class SimulatedWorker:
         job, serving = request["job"], request["config"]["serving"]
         service = ServiceTimes.from_profile(self.profile)
 
-        def measure(timeout_ms, rate):
+        def measure(timeout_ms, rate, repeat):
             if self.stop_after is not None and self.measured >= self.stop_after:
                 self.on_interrupt()
                 raise KeyboardInterrupt
             self.measured += 1
-            result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=0)
-            row = point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0)
+            result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=repeat)
+            row = {**point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0),
+                   "repeat": repeat}
             with open(job["points_path"], "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             kw["on_tick"]()

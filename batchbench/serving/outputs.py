@@ -20,11 +20,11 @@ PROFILE_JSON = "serving_profile.json"
 
 COLUMNS = (
     "run_id", "name", "model", "source", "status", "max_batch_size", "batch_timeout_ms", "num_batch_threads",
-    "offered_qps", "achieved_qps", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
+    "offered_qps", "repeat", "achieved_qps", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_at_percentile", "queue_ms_p99", "batch_size_mean", "requests", "slo_met", "steady",
     "enough_requests", "duration_s", "generator_ceiling_qps", "error",
 )
-INT = {"max_batch_size", "num_batch_threads", "requests"}
+INT = {"max_batch_size", "num_batch_threads", "requests", "repeat"}
 TEXT = {"run_id", "name", "model", "source", "status", "error"}
 
 
@@ -87,13 +87,13 @@ def point_key(row: dict) -> tuple:
     from batchbench.serving.search import rate_key
 
     return (row.get("source"), int(row["max_batch_size"]), float(row["batch_timeout_ms"]),
-            rate_key(float(row["offered_qps"])) if row.get("offered_qps") else None)
+            rate_key(float(row["offered_qps"])) if row.get("offered_qps") else None, int(row.get("repeat") or 0))
 
 
 # ---------------------------------------------------------------- the answer
 def setting_max(rows: list[dict], source: str = "measured") -> dict[tuple[int, float], dict | None]:
     """(max_batch_size, timeout) -> the row of its highest rate that met the SLO below every
-    rate that did not (None: no rate met it)."""
+    rate that did not (None: no rate met it). A rate measured twice must have met it twice."""
     by_setting: dict[tuple[int, float], list[dict]] = {}
     for row in rows:
         if row.get("source") == source and row.get("offered_qps"):

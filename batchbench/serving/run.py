@@ -242,7 +242,7 @@ class ServingRun:
         offset = [points_path.stat().st_size if points_path.exists() else 0]
         what = ", ".join(f"{e['batch_timeout_ms']:g} ms" for e in entries)
         self._say(f"max_batch_size {m}: measuring timeout(s) {what}")
-        points = self.spec.max_points if not self.spec.rates else len(self.spec.rates)
+        points = self.spec.max_points + 3 if not self.spec.rates else len(self.spec.rates)  # 3: confirmations
         timeout_s = 120 + len(entries) * points * (self.spec.max_duration_s + 2) * 2
 
         def tick() -> None:
@@ -283,7 +283,7 @@ class ServingRun:
             self._append(row)
             mark = "meets" if row.get("slo_met") else "misses"
             self._say(f"  max_batch_size {row['max_batch_size']}, timeout {row['batch_timeout_ms']:g} ms, "
-                      f"{row['offered_qps']:.0f} req/s: p{self.spec.percentile:g} "
+                      f"{row['offered_qps']:.0f} req/s{' (again)' if row.get('repeat') else ''}: p{self.spec.percentile:g} "
                       f"{row['latency_ms_at_percentile']:.2f} ms, batch {row['batch_size_mean']:.1f} "
                       f"-> {mark} the SLO" + ("" if row.get("status") == "ok" else f" [{row['status']}]"))
         return offset + end
@@ -345,13 +345,20 @@ class ServingRun:
             service = ServiceTimes.from_profile(self.profile)
             outputs.write_server_files(self.run_dir, answer, self.spec.slo_ms,
                                        float(service.median_ms(answer["max_batch_size"])))
+        image = None
         if self.config.output.plots:
             try:
                 from batchbench.serving.plot import write_plot
 
-                write_plot(self.rows, answer, self.spec.slo_ms, self.spec.percentile, self.run_dir / PLOT)
+                image = PLOT if write_plot(self.rows, answer, self.spec.slo_ms, self.spec.percentile,
+                                           self.run_dir / PLOT) else None
             except Exception as exc:  # noqa: BLE001 - the measurements are on disk already
                 self.warnings.append(f"could not draw {PLOT}: {exc}")
+        from batchbench.runfiles import write_atomic
+        from batchbench.serving.report import serving_markdown
+
+        write_atomic(self.run_dir / "report.md", serving_markdown(self.config.name, self.rows, self.summary(), image),
+                     fsync=False)
         self._write_run_json()
 
     def _write_run_json(self) -> None:

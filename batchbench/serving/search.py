@@ -74,18 +74,23 @@ class RateSearch:
         return self.max_qps
 
 
-def search_settings(settings: list[dict], measure: Callable[[float, float], dict], known: list[dict],
-                    rel_tol: float = 0.05, max_points: int = 10) -> dict[str, float | None]:
+def search_settings(settings: list[dict], measure: Callable[[float, float, int], dict], known: list[dict],
+                    rel_tol: float = 0.05, max_points: int = 10, confirmations: int = 3) -> dict[str, float | None]:
     """One worker job's load points: for each setting ({batch_timeout_ms, start_qps} or
-    {batch_timeout_ms, rates}) a search (or the given rates), `measure(timeout_ms, rate)`
+    {batch_timeout_ms, rates}) a search (or the given rates), `measure(timeout_ms, rate, repeat)`
     making each point's row. A point in `known` (measured before a resume) is not measured
-    again: the search is deterministic, so it asks for the same rates and finds them there."""
-    found = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"]))): p for p in known}
+    again: the search is deterministic, so it asks for the same points and finds them there.
 
-    def point(timeout_ms: float, rate: float) -> dict:
-        key = (timeout_ms, rate_key(rate))
+    The search's answer is measured once more with fresh arrivals (repeat 1, 2, ...): one lucky
+    point is not a max. If the repeat misses, that rate counts as failed and the next met rate
+    below it is measured again, up to `confirmations` times; then the setting has no answer."""
+    found = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"])), int(p.get("repeat") or 0)): p
+             for p in known}
+
+    def point(timeout_ms: float, rate: float, repeat: int = 0) -> dict:
+        key = (timeout_ms, rate_key(rate), repeat)
         if key not in found:
-            found[key] = measure(timeout_ms, rate_key(rate))
+            found[key] = measure(timeout_ms, rate_key(rate), repeat)
         return found[key]
 
     answers: dict[str, float | None] = {}
@@ -99,5 +104,16 @@ def search_settings(settings: list[dict], measure: Callable[[float, float], dict
             answers[f"{timeout_ms:g}"] = max(ok) if ok else None
             continue
         search = RateSearch(float(setting["start_qps"]), rel_tol=rel_tol, max_points=max_points)
-        answers[f"{timeout_ms:g}"] = search.run(lambda rate, t=timeout_ms: bool(point(t, rate).get("slo_met")))
+        best = search.run(lambda rate, t=timeout_ms: bool(point(t, rate).get("slo_met")))
+        confirmed = False
+        for repeat in range(1, confirmations + 1):
+            if best is None:
+                break
+            if point(timeout_ms, best, repeat).get("slo_met"):
+                confirmed = True
+                break
+            search.record(best, False)  # it did not hold: the next met rate below is the candidate
+            best = search.max_qps
+        best = best if confirmed else None
+        answers[f"{timeout_ms:g}"] = best
     return answers

@@ -159,12 +159,12 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
     threads = int(serving["num_batch_threads"])
     percentile, slo = float(serving["percentile"]), float(serving["slo_ms"])
 
-    def point(timeout_ms: float, rate: float) -> dict:
+    def point(timeout_ms: float, rate: float, repeat: int) -> dict:
         duration = point_duration_s(rate, percentile, serving["min_duration_s"], serving["max_duration_s"])
-        arrivals = schedule(rate, duration, _seed(int(config["sweep"]["seed"]), m, timeout_ms, rate))
+        arrivals = schedule(rate, duration, _seed(int(config["sweep"]["seed"]) + 101 * repeat, m, timeout_ms, rate))
         started, answered, sizes = run_load(server.run_batch, arrivals, m, timeout_ms / 1e3, threads)
         result = summarize(rate, arrivals, started, answered, sizes, percentile, slo)
-        row = point_row(result, m, timeout_ms, threads, slo, duration, ceiling)
+        row = {**point_row(result, m, timeout_ms, threads, slo, duration, ceiling), "repeat": repeat}
         append_point(job["points_path"], row)
         return row
 
