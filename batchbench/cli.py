@@ -251,7 +251,13 @@ def serving(config, out, resume, as_json, quiet, verbose, no_plots, **kw):
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
     from batchbench.prepare import prepare
+    from batchbench.serving.options import is_serving_config
 
+    if is_serving_config(config):
+        from batchbench.serving.options import describe_serving_config
+
+        click.echo(describe_serving_config(config))
+        return
     cfg = prepare(config).config
     n = len(cfg.sweep.batch_sizes)
     click.echo(f"{config}: valid — model {cfg.model.source}:{cfg.model.label}, data {cfg.data.source}, "

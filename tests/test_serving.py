@@ -333,6 +333,13 @@ def test_serving_slo_never_inherits_the_sweeps_and_bad_input_exits_2(write_confi
     assert result.returncode == 2 and "--rates: got 0" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_validate_checks_a_serving_config_without_a_sweep_section():
+    from tests.conftest import ROOT
+
+    result = run_cli("validate", ROOT / "examples" / "serving" / "serving.yaml")
+    assert result.returncode == 0 and "valid serving config" in result.stdout and "p99 <= 20 ms" in result.stdout
+
+
 # ---------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):

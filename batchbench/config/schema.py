@@ -397,7 +397,7 @@ class ServingSpec(_Strict):
     num_batch_threads: Int = Field(default=1, gt=0)
     measure_top: Int = Field(default=3, gt=0)
     min_duration_s: Num = Field(default=1.0, gt=0)
-    max_duration_s: Num = Field(default=3.0, gt=0)
+    max_duration_s: Num = Field(default=4.0, gt=0)
     rel_tol: Num = Field(default=0.05, gt=0)
     max_points: Int = Field(default=8, gt=1)
 

@@ -87,3 +87,21 @@ def check_against_data(config: Config, samples: int, given: set[str]) -> None:
         key = option_name("max_batch_sizes") if "max_batch_sizes" in given else "serving.max_batch_sizes"
         raise ConfigError(f"got {biggest}, above the {samples} samples of the data: a batch is made of distinct "
                           f"rows, so max_batch_size can be at most {samples}", key=key)
+
+
+def is_serving_config(path: str | Path) -> bool:
+    """A config for `batchbench serving` alone: `serving:` keys and no `sweep:` section."""
+    try:
+        raw = read_yaml(path)
+    except ConfigError:
+        return False  # the sweep's loader says what is wrong with it
+    return isinstance(raw, dict) and "serving" in raw and "sweep" not in raw
+
+
+def describe_serving_config(path: str | Path) -> str:
+    """`validate`'s line for a serving config (the checks of `serving`, without running)."""
+    config, _, _ = load_serving_config(path, None, {})
+    s = config.serving
+    return (f"{path}: valid serving config — model {config.model.source}:{config.model.label}, data "
+            f"{config.data.source}, max_batch_sizes {', '.join(map(str, s.max_batch_sizes))}, timeouts "
+            f"{', '.join(f'{t:g}' for t in s.timeouts_ms)} ms, p{s.percentile:g} <= {s.slo_ms:g} ms")

@@ -132,11 +132,9 @@ class ServingRun:
                 except (OSError, OutputError):
                     pass
             self.start.lock.release()
-        return ServingOutcome(self.run_dir, self.rows, self.summary(), self.warnings,
-                              0 if self.summary()["measured_points"] or not self._failed() else 1)
-
-    def _failed(self) -> bool:
-        return any(r.get("status") == "error" for r in self.rows)
+        measured = [r for r in self.rows if r.get("source") == "measured"]
+        all_failed = bool(measured) and all(r.get("status") == "error" for r in measured)
+        return ServingOutcome(self.run_dir, self.rows, self.summary(), self.warnings, 1 if all_failed else 0)
 
     def _on_signal(self, signum, frame) -> None:
         self.interrupted += 1

@@ -45,7 +45,7 @@ class ServiceTimes:
 
     def __post_init__(self) -> None:
         self._sizes = np.asarray(self.batch_sizes, dtype=float)
-        self._medians = np.asarray([np.median(s) for s in self.samples_ms])
+        self._medians = monotone([float(np.median(s)) for s in self.samples_ms], [len(s) for s in self.samples_ms])
         self._ratios = [np.asarray(s) / np.median(s) for s in self.samples_ms]
 
     def median_ms(self, k: int | np.ndarray) -> np.ndarray | float:
@@ -71,6 +71,20 @@ class ServiceTimes:
     def capacity_qps(self, max_batch_size: int) -> float:
         """Requests per second when every batch is full: the rate no setting can pass."""
         return max_batch_size / (float(self.median_ms(max_batch_size)) / 1e3)
+
+
+def monotone(values: list[float], weights: list[int]) -> np.ndarray:
+    """The closest non-decreasing curve (weighted least squares; pool-adjacent-violators). A
+    batch of more rows does not compute faster than one of fewer: a size that measured slower
+    than a bigger one met a burst of load from elsewhere, and the two are pooled."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values, weights):
+        blocks.append([value, float(max(weight, 1)), 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, n2 = blocks.pop()
+            v1, w1, n1 = blocks.pop()
+            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.asarray([v for v, _, n in blocks for _ in range(n)])
 
 
 def simulate(service: ServiceTimes, rate_qps: float, max_batch_size: int, timeout_ms: float, percentile: float,

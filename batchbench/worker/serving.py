@@ -28,7 +28,7 @@ from batchbench.serving.search import search_settings
 from batchbench.worker.timing import clock
 
 MIN_SLEEP_S = 50e-6  # shorter waits are not slept: the sleep itself would overshoot them
-PROFILE_MIN_CALLS, PROFILE_MIN_S, PROFILE_MAX_SAMPLES = 20, 0.15, 400
+PROFILE_ROUNDS, PROFILE_CALLS, PROFILE_MIN_S = 8, 4, 0.15  # at least 32 calls a size, 0.15 s a size
 CEILING_REQUESTS = 20_000
 
 
@@ -103,13 +103,19 @@ class Server:
             for k in range(1, max_batch_size + 1):
                 self.run_batch(0, k)
 
-    def latency_samples_ms(self, k: int) -> list[float]:
-        out: list[float] = []
+    def latency_samples_ms(self, sizes: list[int]) -> dict[int, list[float]]:
+        """Per-call latency at each size, the sizes interleaved round after round: a burst of
+        load from elsewhere lands on every size a little, not on one size whole."""
+        out: dict[int, list[float]] = {k: [] for k in sizes}
         begin = clock()
-        while len(out) < PROFILE_MIN_CALLS or (clock() - begin < PROFILE_MIN_S and len(out) < PROFILE_MAX_SAMPLES):
-            start = clock()
-            self.run_batch(len(out), len(out) + k)
-            out.append((clock() - start) * 1e3)
+        rounds = 0
+        while rounds < PROFILE_ROUNDS or (clock() - begin < PROFILE_MIN_S * len(sizes) and rounds < 4 * PROFILE_ROUNDS):
+            for k in sizes:
+                for _ in range(PROFILE_CALLS):
+                    start = clock()
+                    self.run_batch(len(out[k]), len(out[k]) + k)
+                    out[k].append((clock() - start) * 1e3)
+            rounds += 1
         return out
 
 
@@ -139,7 +145,7 @@ def profile(config: dict, axes: dict, max_batch_size: int, sizes: list[int]) -> 
     """The latency of one call at each batch size, and the generator's ceiling."""
     server = _build(config, axes)
     server.warm(max_batch_size)
-    samples = {k: server.latency_samples_ms(k) for k in sizes}
+    samples = server.latency_samples_ms(sizes)
     return {"status": "ok", "batch_sizes": sizes, "samples_ms": [samples[k] for k in sizes],
             "generator_ceiling_qps": generator_ceiling_qps(1), "params": server.params}
 
