@@ -356,7 +356,7 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
     summary = json.loads(result.stdout)
     rows = outputs.read_serving_rows(out / outputs.SERVING_CSV)
     measured = [r for r in rows if r["source"] == "measured"]
-    assert 1 <= len(measured) <= 3
+    assert 1 <= len(measured) <= 3 + 3  # max_points, and up to 3 repeats of the answer
     for r in measured:
         assert r["requests"] == pytest.approx(0.9 * r["offered_qps"] * r["duration_s"], rel=0.25, abs=5)
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
