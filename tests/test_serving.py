@@ -202,8 +202,7 @@ class SimulatedWorker:
                 self.on_interrupt()
                 raise KeyboardInterrupt
             self.measured += 1
-            result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=repeat,
-                              requests=10_000)
+            result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=repeat)
             row = {**point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0),
                    "repeat": repeat}
             with open(job["points_path"], "a") as fh:
