@@ -13,7 +13,7 @@ from batchbench.config import config_from_dict
 from batchbench.errors import ConfigError, InterruptedSweep
 from batchbench.runner import JobOutcome
 from batchbench.serving import outputs
-from batchbench.serving.batching import point_duration_s, point_row, required_requests, schedule
+from batchbench.serving.batching import holds, point_duration_s, point_row, required_requests, schedule
 from batchbench.serving.options import SWEEP_FOR_SERVING, load_serving_config
 from batchbench.serving.run import ServingOptions, ServingRun
 from batchbench.serving.search import RateSearch, rate_key, search_settings
@@ -133,6 +133,12 @@ def test_an_answer_that_does_not_hold_again_sends_the_search_lower():
     assert lucky and all((rate, k) in calls for rate in lucky[-1:] for k in (1,))  # measured again, and missed
 
 
+def test_the_answers_repeat_must_hold_with_headroom():
+    assert holds({"slo_met": True, "latency_ms_at_percentile": 17.9}, 20.0)
+    assert not holds({"slo_met": True, "latency_ms_at_percentile": 19.0}, 20.0)  # a bare pass at the edge
+    assert not holds({"slo_met": False, "latency_ms_at_percentile": 5.0}, 20.0)  # fell behind, say
+
+
 def test_point_length_follows_the_percentile():
     assert required_requests(99) >= 50 / 0.01 and required_requests(90) >= 50 / 0.1
     assert required_requests(99.9) > required_requests(99) > required_requests(90)
@@ -211,7 +217,8 @@ class SimulatedWorker:
             return row
 
         try:
-            search_settings(job["settings"], measure, job["known"], max_points=serving["max_points"])
+            search_settings(job["settings"], measure, job["known"], max_points=serving["max_points"],
+                            holds=lambda row: holds(row, serving["slo_ms"]))
         except KeyboardInterrupt:
             return JobOutcome(result=None, returncode=-9)
         return JobOutcome(result={"status": "ok"}, returncode=0)

@@ -75,15 +75,18 @@ class RateSearch:
 
 
 def search_settings(settings: list[dict], measure: Callable[[float, float, int], dict], known: list[dict],
-                    rel_tol: float = 0.05, max_points: int = 10, confirmations: int = 3) -> dict[str, float | None]:
+                    rel_tol: float = 0.05, max_points: int = 10, confirmations: int = 3,
+                    holds: Callable[[dict], bool] | None = None) -> dict[str, float | None]:
     """One worker job's load points: for each setting ({batch_timeout_ms, start_qps} or
     {batch_timeout_ms, rates}) a search (or the given rates), `measure(timeout_ms, rate, repeat)`
     making each point's row. A point in `known` (measured before a resume) is not measured
     again: the search is deterministic, so it asks for the same points and finds them there.
 
     The search's answer is measured once more with fresh arrivals (repeat 1, 2, ...): one lucky
-    point is not a max. If the repeat misses, that rate counts as failed and the next met rate
+    point is not a max. The repeat must pass `holds(row)` (default: it met the SLO; the worker
+    asks for headroom too). If it does not, that rate counts as failed and the next met rate
     below it is measured again, up to `confirmations` times; then the setting has no answer."""
+    holds = holds or (lambda row: bool(row.get("slo_met")))
     found = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"])), int(p.get("repeat") or 0)): p
              for p in known}
 
@@ -109,7 +112,7 @@ def search_settings(settings: list[dict], measure: Callable[[float, float, int],
         for repeat in range(1, confirmations + 1):
             if best is None:
                 break
-            if point(timeout_ms, best, repeat).get("slo_met"):
+            if holds(point(timeout_ms, best, repeat)):
                 confirmed = True
                 break
             search.record(best, False)  # it did not hold: the next met rate below is the candidate

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from batchbench.serving.batching import batch_end, close_time, point_duration_s, point_row, schedule, summarize
+from batchbench.serving.batching import batch_end, close_time, holds, point_duration_s, point_row, schedule, summarize
 from batchbench.serving.search import search_settings
 from batchbench.worker.timing import clock
 
@@ -175,7 +175,7 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
         return row
 
     answers = search_settings(job["settings"], point, job.get("known") or [], rel_tol=float(serving["rel_tol"]),
-                              max_points=int(serving["max_points"]))
+                              max_points=int(serving["max_points"]), holds=lambda row: holds(row, slo))
     return {"status": "ok", "max_qps": answers, "generator_ceiling_qps": ceiling}
 
 
