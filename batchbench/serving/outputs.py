@@ -22,7 +22,7 @@ COLUMNS = (
     "run_id", "name", "model", "source", "status", "max_batch_size", "batch_timeout_ms", "num_batch_threads",
     "offered_qps", "repeat", "achieved_qps", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_at_percentile", "queue_ms_p99", "batch_size_mean", "requests", "slo_met", "steady",
-    "enough_requests", "duration_s", "generator_ceiling_qps", "error",
+    "enough_requests", "duration_s", "generator_ceiling_qps", "preemptions_per_s", "error",
 )
 INT = {"max_batch_size", "num_batch_threads", "requests", "repeat"}
 TEXT = {"run_id", "name", "model", "source", "status", "error"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import threading
 import time
 
@@ -168,9 +169,14 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
     def point(timeout_ms: float, rate: float, repeat: int) -> dict:
         duration = point_duration_s(rate, percentile, serving["min_duration_s"], serving["max_duration_s"])
         arrivals = schedule(rate, duration, _seed(int(config["sweep"]["seed"]) + 101 * repeat, m, timeout_ms, rate))
+        before = resource.getrusage(resource.RUSAGE_SELF)
         started, answered, sizes = run_load(server.run_batch, arrivals, m, timeout_ms / 1e3, threads)
+        after = resource.getrusage(resource.RUSAGE_SELF)
         result = summarize(rate, arrivals, started, answered, sizes, percentile, slo)
-        row = {**point_row(result, m, timeout_ms, threads, slo, duration, ceiling), "repeat": repeat}
+        row = {**point_row(result, m, timeout_ms, threads, slo, duration, ceiling), "repeat": repeat,
+               # How often the kernel took the CPU away from this process mid-work: other load on
+               # the machine, the usual reason one point's tail differs from its neighbours'.
+               "preemptions_per_s": (after.ru_nivcsw - before.ru_nivcsw) / max(float(answered[-1]), 1e-9)}
         append_point(job["points_path"], row)
         return row
 
