@@ -71,6 +71,15 @@ def test_a_bigger_max_batch_holds_more_rate_when_batching_amortizes():
     assert point.latency_ms_p99 <= 20.0
 
 
+def test_a_stall_in_the_profile_is_the_machines_not_the_batch_sizes():
+    quiet = constant_service(base_ms=1.0, per_row_ms=0.05, largest=16)
+    samples = [list(x) for x in quiet.samples_ms]
+    samples[2] = samples[2] + [100 * samples[2][0]]  # one call at batch 4 held off the CPU for 100x
+    stalled = ServiceTimes(quiet.batch_sizes, samples)
+    assert stalled.stalls == 1 and quiet.stalls == 0
+    assert simulated_max(stalled, 16, 1.0, 20.0, 99)[0] == simulated_max(quiet, 16, 1.0, 20.0, 99)[0]
+
+
 # ---------------------------------------------------------------- the search
 def synthetic_p99(rate: float, capacity: float = 1000.0) -> float:
     """A queue's p99: grows without bound as the rate nears capacity."""

@@ -115,6 +115,11 @@ class ServingRun:
             self._write_run_json()
             self._profile()
             service = ServiceTimes.from_profile(self.profile)
+            if service.stalls:
+                calls = sum(len(x) for x in self.profile["samples_ms"])
+                self.warnings.append(f"{service.stalls} of the profile's {calls} calls stalled far beyond their batch "
+                                     "size's usual time (other load on the machine, most likely); the simulator "
+                                     "leaves them out, the measured points do not")
             self._simulate(service)
             if self._slo_reachable(service):
                 self._measure(self._ranked())
@@ -185,8 +190,11 @@ class ServingRun:
         have = {outputs.point_key(r)[1:3] for r in self.rows if r.get("source") == "simulated"}
         for m in self.spec.max_batch_sizes:
             for t in self.spec.timeouts_ms:
-                best, result = simulated_max(service, m, t, self.spec.slo_ms, self.spec.percentile,
-                                             self.spec.num_batch_threads, seed=self.config.sweep.seed)
+                if m == 1 and t != self.spec.timeouts_ms[0]:
+                    pass  # a batch of one never waits: every timeout is the same setting
+                else:
+                    best, result = simulated_max(service, m, t, self.spec.slo_ms, self.spec.percentile,
+                                                 self.spec.num_batch_threads, seed=self.config.sweep.seed)
                 self.simulated[f"{m}/{t:g}"] = {"max_batch_size": m, "batch_timeout_ms": t, "max_qps": best}
                 if (m, float(t)) in have:
                     continue
