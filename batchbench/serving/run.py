@@ -334,7 +334,7 @@ class ServingRun:
                     and r["latency_ms_at_percentile"] <= self.spec.slo_ms]
         if unsteady:
             out.append(f"{len(unsteady)} load point(s) never reached a steady state (latency still growing at the "
-                       "end) though their p-value met the SLO: they count as failed")
+                       "end) though their percentile met the SLO: they count as failed")
         thin = [r for r in measured if r.get("enough_requests") is False and r.get("slo_met")]
         if thin:
             out.append(f"{len(thin)} passing load point(s) had fewer requests than their percentile needs "
