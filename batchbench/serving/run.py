@@ -121,6 +121,7 @@ class ServingRun:
                                      "size's usual time (other load on the machine, most likely); the simulator "
                                      "leaves them out, the measured points do not")
             self._simulate(service)
+            self._check_interrupt()
             if self._slo_reachable(service):
                 self._measure(self._ranked())
             self.status = "complete"
