@@ -21,6 +21,14 @@ from batchbench.serving.simulate import ServiceTimes, simulate, simulated_max
 from tests.conftest import run_cli
 
 
+@pytest.fixture(autouse=True)
+def _shorter_simulations(monkeypatch):
+    """10,000 simulated requests a point instead of 40,000: the relations tested hold either way."""
+    import batchbench.serving.simulate as simulate_module
+
+    monkeypatch.setattr(simulate_module, "SIM_MIN_REQUESTS", 10_000)
+
+
 def constant_service(base_ms: float = 1.0, per_row_ms: float = 0.1, largest: int = 64) -> ServiceTimes:
     """Compute time base + per_row * k, no spread: the simulator's answers are then exact."""
     sizes = [1, 2, 4, 8, 16, 32, 64][: [1, 2, 4, 8, 16, 32, 64].index(largest) + 1]
