@@ -266,12 +266,45 @@ def predict_throughput(config, model_ref, input_shape, **kw):
                                input_shape=input_shape), kw)
 
 
+@main.command(short_help="Dynamic batching under load: the max request rate under a latency SLO.")
+@click.argument("config", required=False)
+@click.option("--slo-ms", type=float, help="Per-request latency budget in ms, queueing included (not sweep.slo_ms).")
+@click.option("--percentile", type=float, help="The percentile the SLO applies to (default 99).")
+@click.option("--max-batch-sizes", help="max_batch_size values: 1,4,16 or a range 1-64 (powers of two).")
+@click.option("--timeouts-ms", help="batch_timeout values in ms, e.g. 0,1,2,5,10.")
+@click.option("--rates", help="Measure these request rates (req/s) instead of searching, e.g. 500,1000.")
+@click.option("--num-batch-threads", type=int, help="Batches run at once, as TF Serving's (default 1).")
+@click.option("--measure-top", type=int, help="How many of the simulator's best settings to measure (default 3).")
+@click.option("--out", type=click.Path(path_type=Path), help="The run directory (exact).")
+@click.option("--resume", type=click.Path(path_type=Path), help="Finish an interrupted serving run.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the JSON summary on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or tables.")
+@click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every job log.")
+@click.option("--no-plots", is_flag=True, help="Do not write the PNG plot.")
+@_handle_errors
+def serving(config, out, resume, as_json, quiet, verbose, no_plots, **kw):
+    """Requests of one sample arrive at a Poisson rate; a dynamic batcher (TF Serving's
+    max_batch_size and batch_timeout) serves them with the model's compiled call. For each
+    setting, find the highest rate whose percentile latency meets the SLO; write serving.csv,
+    the answer, and TF Serving and Triton files."""
+    from batchbench.serving.command import serving_command
+
+    sys.exit(serving_command(config, kw, out=out, resume=resume, as_json=as_json, quiet=quiet, verbose=verbose,
+                             plots=not no_plots))
+
+
 @main.command(short_help="Check a config; run nothing.")
 @click.argument("config")
 def validate(config):
     """Check a config without running it (never imports TensorFlow)."""
     from batchbench.prepare import prepare
+    from batchbench.serving.options import is_serving_config
 
+    if is_serving_config(config):
+        from batchbench.serving.options import describe_serving_config
+
+        click.echo(describe_serving_config(config))
+        return
     cfg = prepare(config).config
     n = len(cfg.sweep.batch_sizes)
     click.echo(f"{config}: valid — model {cfg.model.source}:{cfg.model.label}, data {cfg.data.source}, "

@@ -57,6 +57,10 @@ def compare_command(baseline: str, current: str, thresholds: tuple[str, ...] = (
     table), and the exit code (0, 1, 3 or 4; bad input raises a BatchbenchError, exit 2)."""
     if not 0 < alpha < 1:
         raise BatchbenchError(f"--alpha {alpha:g}: must be between 0 and 1, e.g. 0.05")
+    from batchbench.serving.compare import compare_serving, is_serving_run
+
+    if is_serving_run(baseline) or is_serving_run(current):
+        return compare_serving(baseline, current, thresholds, fmt)
     limits = parse_thresholds(thresholds)
     # Hundreds of thousands of small records and no reference cycles among them: the cycle
     # collector would only walk them again and again (it took half the time of a large compare).

@@ -385,6 +385,55 @@ class SweepSpec(_Strict):
         return axis_list(value, STRATEGIES)
 
 
+class ServingSpec(_Strict):
+    """`batchbench serving`: dynamic batching under load. `slo_ms` is a per-request budget,
+    queueing included; it never inherits `sweep.slo_ms` (a per-batch budget)."""
+
+    slo_ms: Num | None = Field(default=None, gt=0)
+    percentile: Num = Field(default=99.0, gt=0, lt=100)
+    max_batch_sizes: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    timeouts_ms: list[Num] = Field(default_factory=lambda: [0.0, 1.0, 2.0, 5.0, 10.0])
+    rates: list[Num] | None = None
+    num_batch_threads: Int = Field(default=1, gt=0)
+    measure_top: Int = Field(default=3, gt=0)
+    min_duration_s: Num = Field(default=1.0, gt=0)
+    max_duration_s: Num = Field(default=4.0, gt=0)
+    rel_tol: Num = Field(default=0.05, gt=0)
+    max_points: Int = Field(default=8, gt=1)
+
+    @field_validator("max_batch_sizes", mode="before")
+    @classmethod
+    def _sizes(cls, value: Any) -> list[int]:
+        return batch_size_list(value)
+
+    @field_validator("timeouts_ms", "rates", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and not value:
+            raise ValueError("got an empty list, expected at least one number")
+        return value
+
+    @field_validator("timeouts_ms")
+    @classmethod
+    def _timeouts(cls, value: list[float]) -> list[float]:
+        for i, v in enumerate(value):
+            if v < 0:
+                raise KeyedError(f"[{i}]", f"got {v:g}, expected a timeout of 0 ms or more")
+        return sorted(set(value))
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, value: list[float] | None) -> list[float] | None:
+        for i, v in enumerate(value or []):
+            if v <= 0:
+                raise KeyedError(f"[{i}]", f"got {v:g}, expected a request rate above 0 (requests per second)")
+        return sorted(set(value)) if value else value
+
+
 class OutputSpec(_Strict):
     dir: str = "results"
     plots: bool = True
@@ -399,6 +448,7 @@ class Config(_Strict):
     sweep: SweepSpec
     device: DeviceSpec = Field(default_factory=DeviceSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
+    serving: ServingSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -429,6 +479,8 @@ class Config(_Strict):
         one is the working directory's), only the chosen model and data source. It reads back as the
         same config: ``config_from_dict(config.resolved())``."""
         data = json.loads(self.model_dump_json())
+        if data.get("serving") is None:
+            data.pop("serving", None)  # a sweep's settings (and so its hash) stay as they were
         data["output"]["dir"] = os.path.abspath(os.path.expanduser(data["output"]["dir"]))
         return data
 

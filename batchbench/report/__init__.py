@@ -70,6 +70,15 @@ def report_command(run_dirs: list[str], out: Path | None = None, fmt: Literal["m
     One run reports into its own directory unless --out says otherwise; several runs are overlaid
     into --out, by default results/report-<UTC timestamp>/. Bad input raises ResultsFormatError (exit 2).
     """
+    from batchbench.serving.compare import is_serving_run
+
+    if any(is_serving_run(d) for d in run_dirs):
+        from batchbench.errors import BatchbenchError
+        from batchbench.serving.report import report_serving
+
+        if not all(is_serving_run(d) for d in run_dirs):
+            raise BatchbenchError("report: serving runs and sweeps cannot share one report; report them apart")
+        return report_serving(run_dirs, out, plots)
     from rich.rule import Rule
 
     from batchbench.report.bars import render_throughput_bars

@@ -28,6 +28,10 @@ def run_job(request: dict) -> dict:
             return run_trial(request["config"], request["trial"], request.get(WINDOW_PATH_KEY))
         if op == "noise_scale":
             return noise_scale(request["config"], request.get("axes") or {})
+        if op in ("serving_profile", "serving_points"):
+            from batchbench.worker.serving import run_serving_job
+
+            return run_serving_job(request)
         raise ValueError(f"unknown op {op!r}")
     except ConfigError as exc:
         # traceback: the user's own frames when the error was raised in their code, else None.

@@ -1,0 +1,393 @@
+"""`batchbench serving`: the batching rule, the simulator, the rate search, serving.csv and the
+files servers read, all without TensorFlow; the run loop with a fake worker (its load points
+made by the simulator); and one slow end-to-end run with a tiny real model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from batchbench.config import config_from_dict
+from batchbench.errors import ConfigError, InterruptedSweep
+from batchbench.runner import JobOutcome
+from batchbench.serving import outputs
+from batchbench.serving.batching import holds, point_duration_s, point_row, required_requests, schedule
+from batchbench.serving.options import SWEEP_FOR_SERVING, load_serving_config
+from batchbench.serving.run import ServingOptions, ServingRun
+from batchbench.serving.search import RateSearch, rate_key, search_settings
+from batchbench.serving.simulate import ServiceTimes, simulate, simulated_max
+from tests.conftest import run_cli
+
+
+@pytest.fixture(autouse=True)
+def _shorter_simulations(monkeypatch):
+    """10,000 simulated requests a point instead of 40,000: the relations tested hold either way."""
+    import batchbench.serving.simulate as simulate_module
+
+    monkeypatch.setattr(simulate_module, "SIM_MIN_REQUESTS", 10_000)
+
+
+def constant_service(base_ms: float = 1.0, per_row_ms: float = 0.1, largest: int = 64) -> ServiceTimes:
+    """Compute time base + per_row * k, no spread: the simulator's answers are then exact."""
+    sizes = [1, 2, 4, 8, 16, 32, 64][: [1, 2, 4, 8, 16, 32, 64].index(largest) + 1]
+    return ServiceTimes(sizes, [[base_ms + per_row_ms * k] * 5 for k in sizes])
+
+
+# ---------------------------------------------------------------- the simulator
+def test_more_rate_means_a_higher_p99_and_a_busier_batcher():
+    service = constant_service()
+    light, heavy = (simulate(service, rate, 16, 1.0, 99, seed=3) for rate in (500, 4000))
+    assert heavy.latency_ms_p99 > light.latency_ms_p99
+    assert heavy.batch_size_mean > light.batch_size_mean >= 1
+    assert light.latency_ms_p50 <= light.latency_ms_p90 <= light.latency_ms_p99
+    assert light.queue_ms_p99 <= light.latency_ms_p99
+
+
+def test_max_batch_1_with_no_timeout_is_a_single_server_queue():
+    """Lindley's recursion on the same arrivals: wait(n+1) = max(0, wait(n) + D - gap)."""
+    service_ms, rate, n = 1.0, 700.0, 20_000
+    result = simulate(constant_service(service_ms, 0.0), rate, 1, 0.0, 99, seed=5, requests=n)
+    arrivals = schedule(rate, n / rate, 5)
+    wait = np.zeros(len(arrivals))
+    for i in range(1, len(arrivals)):
+        wait[i] = max(0.0, wait[i - 1] + service_ms / 1e3 - (arrivals[i] - arrivals[i - 1]))
+    latency = (wait + service_ms / 1e3)[len(arrivals) // 10:] * 1e3
+    assert result.latency_ms_p99 == pytest.approx(np.percentile(latency, 99), rel=1e-9)
+    assert result.latency_ms_p50 == pytest.approx(np.percentile(latency, 50), rel=1e-9)
+    assert result.batch_size_mean == 1.0
+    # M/D/1's mean wait, rho * D / (2 (1 - rho)), within sampling error
+    rho = rate * service_ms / 1e3
+    assert np.mean(wait) * 1e3 == pytest.approx(rho * service_ms / (2 * (1 - rho)), rel=0.1)
+
+
+def test_a_timeout_waits_for_a_fuller_batch_at_light_load():
+    service = constant_service()
+    eager, patient = (simulate(service, 300, 16, t, 99, seed=1) for t in (0.0, 5.0))
+    assert patient.batch_size_mean > eager.batch_size_mean
+    assert patient.latency_ms_p50 > eager.latency_ms_p50  # the wait is latency
+    assert patient.latency_ms_p99 <= 5.0 + service.median_ms(16) + 1e-6 + 2.7  # never much past timeout + compute
+
+
+def test_a_bigger_max_batch_holds_more_rate_when_batching_amortizes():
+    service = constant_service(base_ms=2.0, per_row_ms=0.02)
+    small, _ = simulated_max(service, 1, 0.0, 20.0, 99)
+    big, point = simulated_max(service, 32, 2.0, 20.0, 99)
+    assert small is not None and big is not None and big > 3 * small
+    assert small < 1e3 / 2.0  # never past one request per compute time
+    assert point.latency_ms_p99 <= 20.0
+
+
+def test_a_stall_in_the_profile_is_the_machines_not_the_batch_sizes():
+    quiet = constant_service(base_ms=1.0, per_row_ms=0.05, largest=16)
+    samples = [list(x) for x in quiet.samples_ms]
+    samples[2] = samples[2] + [100 * samples[2][0]]  # one call at batch 4 held off the CPU for 100x
+    stalled = ServiceTimes(quiet.batch_sizes, samples)
+    assert stalled.stalls == 1 and quiet.stalls == 0
+    assert simulated_max(stalled, 16, 1.0, 20.0, 99)[0] == simulated_max(quiet, 16, 1.0, 20.0, 99)[0]
+
+
+# ---------------------------------------------------------------- the search
+def synthetic_p99(rate: float, capacity: float = 1000.0) -> float:
+    """A queue's p99: grows without bound as the rate nears capacity."""
+    return 2.0 + 8.0 / max(1e-9, 1.0 - rate / capacity)
+
+
+def test_bisection_finds_the_boundary_from_either_side():
+    boundary = 1000.0 * (1 - 8.0 / 18.0)  # synthetic_p99 == 20 ms there
+    for start in (100.0, 3000.0, boundary):
+        search = RateSearch(start, rel_tol=0.02, max_points=30)
+        best = search.run(lambda r: synthetic_p99(r) <= 20.0)
+        assert best is not None and best <= boundary and best >= boundary / 1.02 ** 2
+
+
+def test_a_lucky_point_above_a_failure_never_counts():
+    search = RateSearch(100.0)
+    for rate, met in ((100, True), (150, False), (225, True)):
+        search.record(rate, met)
+    assert search.max_qps == 100
+    assert 100 < search.next_rate() < 150
+
+
+def test_a_setting_that_meets_nothing_ends_with_no_answer():
+    search = RateSearch(1000.0, max_steps=3)
+    assert search.run(lambda r: False) is None
+    assert len(search.points) == 4
+
+
+def test_known_points_are_not_measured_again():
+    measured = []
+
+    def measure(timeout_ms, rate, repeat):
+        measured.append((rate, repeat))
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat,
+                "slo_met": synthetic_p99(rate) <= 20}
+
+    settings = [{"batch_timeout_ms": 1.0, "start_qps": 400.0}]
+    first = search_settings(settings, measure, [], max_points=5)
+    assert measured[-1] == (first["1"], 1)  # the answer measured again with fresh arrivals
+    kept = [{"batch_timeout_ms": 1.0, "offered_qps": r, "repeat": k, "slo_met": synthetic_p99(r) <= 20}
+            for r, k in measured[:3]]
+    total = len(measured)
+    measured.clear()
+    again = search_settings(settings, measure, kept, max_points=5)
+    assert again == first and len(measured) == total - 3  # only the points the first session lost
+
+
+def test_an_answer_that_does_not_hold_again_sends_the_search_lower():
+    calls = []
+
+    def measure(timeout_ms, rate, repeat):
+        calls.append((rate, repeat))
+        lucky = repeat == 0 and 500 < rate < 515  # met once by luck, never again
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat,
+                "slo_met": rate <= 500 or lucky}
+
+    answer = search_settings([{"batch_timeout_ms": 0.0, "start_qps": 600.0}], measure, [], rel_tol=0.02)["0"]
+    assert answer is not None and 400 <= answer <= 500
+    lucky = [rate for rate, repeat in calls if repeat == 0 and 500 < rate < 515]
+    assert lucky and all((rate, k) in calls for rate in lucky[-1:] for k in (1,))  # measured again, and missed
+
+
+def test_the_answers_repeat_must_hold_with_headroom():
+    assert holds({"slo_met": True, "latency_ms_at_percentile": 17.9}, 20.0)
+    assert not holds({"slo_met": True, "latency_ms_at_percentile": 19.0}, 20.0)  # a bare pass at the edge
+    assert not holds({"slo_met": False, "latency_ms_at_percentile": 5.0}, 20.0)  # fell behind, say
+
+
+def test_point_length_follows_the_percentile():
+    assert required_requests(99) >= 50 / 0.01 and required_requests(90) >= 50 / 0.1
+    assert required_requests(99.9) > required_requests(99) > required_requests(90)
+    assert point_duration_s(1e6, 99, 1.0, 3.0) == 1.0           # fast: the minimum
+    assert point_duration_s(10, 99, 1.0, 3.0) == 3.0             # slow: capped
+    assert point_duration_s(2000, 99, 1.0, 5.0) == pytest.approx(required_requests(99) / 2000)
+    assert rate_key(1234.5678) == 1235 and rate_key(0.012345) == 0.01235
+
+
+# ---------------------------------------------------------------- outputs
+def measured_row(m, t, rate, met, p99=5.0):
+    return {"source": "measured", "status": "ok", "max_batch_size": m, "batch_timeout_ms": t, "offered_qps": rate,
+            "latency_ms_p99": p99, "latency_ms_at_percentile": p99, "slo_met": met, "batch_size_mean": 2.0}
+
+
+def test_the_answer_and_the_server_files_carry_the_same_setting(tmp_path):
+    rows = [measured_row(8, 2.0, 900, True, 9.0), measured_row(8, 2.0, 1000, False),
+            measured_row(16, 5.0, 1500, True, 12.0), measured_row(16, 5.0, 1700, False),
+            measured_row(16, 5.0, 1800, True)]  # above a failure: ignored
+    answer = outputs.choose(rows, threads=2)
+    assert answer == {"max_batch_size": 16, "batch_timeout_ms": 5.0, "max_qps": 1500, "latency_ms_p99": 12.0,
+                      "num_batch_threads": 2}
+    outputs.write_server_files(tmp_path, answer, slo_ms=20, batch_ms=2.0)
+    read = outputs.parse_server_files(tmp_path)
+    for form in ("tf_serving", "triton"):
+        assert read[form] == {k: answer[k] for k in ("max_batch_size", "batch_timeout_ms", "num_batch_threads")}
+    assert "max_enqueued_batches { value: 20 }" in (tmp_path / outputs.TF_SERVING_FILE).read_text()
+
+
+def test_serving_csv_round_trips(tmp_path):
+    writer = outputs.ServingWriter(tmp_path)
+    row = {**measured_row(4, 1.0, 250.0, True), "requests": 5000, "steady": True}
+    writer.append(row)
+    writer.append({**row, "offered_qps": 300.0, "slo_met": False})
+    back = writer.rows()
+    assert len(back) == 2 and back[0]["requests"] == 5000 and back[0]["slo_met"] is True
+    assert back[1]["offered_qps"] == 300.0 and back[1]["max_batch_size"] == 4
+
+
+# ---------------------------------------------------------------- the run loop, with a fake worker
+PROFILE = {"status": "ok", "batch_sizes": [1, 2, 4, 8, 16], "samples_ms": [[1.0 + 0.1 * k] * 9 for k in (1, 2, 4, 8, 16)],
+           "generator_ceiling_qps": 200_000.0}
+
+
+class SimulatedWorker:
+    """A worker whose load points come from the simulator (the batcher's rule, exact service
+    times): the controller's loop, resume and interrupt, in milliseconds."""
+
+    def __init__(self, stop_after: int | None = None, slower: float = 1.0):
+        self.profile = {**PROFILE, "samples_ms": [[v * slower for v in s] for s in PROFILE["samples_ms"]]}
+        self.requests: list[dict] = []
+        self.measured = 0
+        self.stop_after = stop_after
+        self.on_interrupt = None
+
+    def run(self, request, **kw):
+        self.requests.append(request)
+        if request["op"] == "preflight":
+            return JobOutcome(result={"status": "ok", "samples": 1024, "params": 10, "framework": {}}, returncode=0)
+        if request["op"] == "serving_profile":
+            return JobOutcome(result=dict(self.profile), returncode=0)
+        job, serving = request["job"], request["config"]["serving"]
+        service = ServiceTimes.from_profile(self.profile)
+
+        def measure(timeout_ms, rate, repeat):
+            if self.stop_after is not None and self.measured >= self.stop_after:
+                self.on_interrupt()
+                raise KeyboardInterrupt
+            self.measured += 1
+            result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=repeat)
+            row = {**point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0),
+                   "repeat": repeat}
+            with open(job["points_path"], "a") as fh:
+                fh.write(json.dumps(row) + "\n")
+            kw["on_tick"]()
+            return row
+
+        try:
+            search_settings(job["settings"], measure, job["known"], max_points=serving["max_points"],
+                            holds=lambda row: holds(row, serving["slo_ms"]))
+        except KeyboardInterrupt:
+            return JobOutcome(result=None, returncode=-9)
+        return JobOutcome(result={"status": "ok"}, returncode=0)
+
+    def interrupt(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def serving_config(tmp_path, **serving):
+    raw = {"name": "srv", "model": {"builtin": "mlp"}, "sweep": dict(SWEEP_FOR_SERVING),
+           "serving": {"slo_ms": 20, "max_batch_sizes": [4, 16], "timeouts_ms": [0, 2], "measure_top": 2,
+                       **serving}}
+    return config_from_dict(raw, base_dir=tmp_path)
+
+
+def test_the_loop_measures_the_simulators_best_and_answers(tmp_path):
+    fake = SimulatedWorker()
+    run = ServingRun(serving_config(tmp_path), ServingOptions(out=tmp_path / "run", worker_factory=lambda *a: fake))
+    outcome = run.run()
+    rows = outputs.read_serving_rows(tmp_path / "run" / outputs.SERVING_CSV)
+    assert len([r for r in rows if r["source"] == "simulated"]) == 4  # every setting simulated
+    measured = {(r["max_batch_size"], r["batch_timeout_ms"]) for r in rows if r["source"] == "measured"}
+    assert len(measured) == 2 and all(m == 16 for m, _ in measured)  # the two best only
+    answer = outcome.summary["serving"]
+    assert answer["max_batch_size"] == 16 and answer["latency_ms_p99"] <= 20
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["kind"] == "serving" and record["summary"]["serving"] == answer
+    read = outputs.parse_server_files(tmp_path / "run")
+    assert read["tf_serving"]["batch_timeout_ms"] == answer["batch_timeout_ms"]
+    gaps = outcome.summary["simulated_vs_measured"]
+    assert all(-6 <= g["gap_pct"] <= 0 for g in gaps)  # the fake measures with the simulator: within the search step
+
+
+def test_interrupt_keeps_finished_points_and_resume_measures_only_the_rest(tmp_path):
+    out = tmp_path / "run"
+    fake = SimulatedWorker(stop_after=3)
+    run = ServingRun(serving_config(tmp_path), ServingOptions(out=out, worker_factory=lambda *a: fake))
+
+    def ctrl_c():
+        run.interrupted = 1
+
+    fake.on_interrupt = ctrl_c
+    with pytest.raises(InterruptedSweep, match="resume with"):
+        run.run()
+    kept = [r for r in outputs.read_serving_rows(out / outputs.SERVING_CSV) if r["source"] == "measured"]
+    assert len(kept) == 3
+    again = SimulatedWorker()
+    ServingRun(serving_config(tmp_path), ServingOptions(resume=out, worker_factory=lambda *a: again)).run()
+    fresh = SimulatedWorker()
+    ServingRun(serving_config(tmp_path), ServingOptions(out=tmp_path / "whole", worker_factory=lambda *a: fresh)).run()
+    assert again.measured == fresh.measured - 3  # the three kept points were not measured again
+    final = outputs.read_serving_rows(out / outputs.SERVING_CSV)
+    assert len(final) == len(outputs.read_serving_rows(tmp_path / "whole" / outputs.SERVING_CSV))
+    assert not any(r["op"] == "serving_profile" for r in again.requests)  # the profile is kept too
+
+
+def test_an_slo_below_a_single_request_measures_nothing_and_says_so(tmp_path):
+    fake = SimulatedWorker()
+    outcome = ServingRun(serving_config(tmp_path, slo_ms=0.5),
+                         ServingOptions(out=tmp_path / "run", worker_factory=lambda *a: fake)).run()
+    assert outcome.exit_code == 0 and outcome.summary["serving"] is None and fake.measured == 0
+    assert any("below the latency of a single request" in w for w in outcome.summary["warnings"])
+
+
+def test_compare_judges_max_qps_and_report_renders_serving_runs(tmp_path, capsys):
+    from batchbench.compare import compare_command
+    from batchbench.report import report_command
+
+    for name, slower in (("base", 1.0), ("same", 1.0), ("slow", 2.0)):
+        fake = SimulatedWorker(slower=slower)
+        ServingRun(serving_config(tmp_path), ServingOptions(out=tmp_path / name, worker_factory=lambda *a, f=fake: f)).run()
+    assert compare_command(str(tmp_path / "base"), str(tmp_path / "same"), fmt="json") == 0
+    capsys.readouterr()
+    assert compare_command(str(tmp_path / "base"), str(tmp_path / "slow"), fmt="json") == 1
+    verdicts = json.loads(capsys.readouterr().out)["rows"]
+    assert verdicts[0]["metric"] == "max_qps" and verdicts[0]["verdict"] == "regression"
+    assert verdicts[0]["current"] < verdicts[0]["baseline"]
+    assert compare_command(str(tmp_path / "slow"), str(tmp_path / "base"), fmt="markdown") == 0  # faster: fine
+    assert report_command([str(tmp_path / "base")], plots=True) == 0
+    text = (tmp_path / "base" / "report.md").read_text()
+    assert "**Answer:** `max_batch_size` 16" in text and "serving_latency.png" in text
+
+
+# ---------------------------------------------------------------- bad input (no TensorFlow)
+@pytest.mark.parametrize("given, option", [
+    ({"slo_ms": 0}, "--slo-ms"),
+    ({"slo_ms": 20, "rates": "100,-5"}, "--rates"),
+    ({"slo_ms": 20, "timeouts_ms": "0,-1"}, "--timeouts-ms"),
+    ({"slo_ms": 20, "max_batch_sizes": "4096"}, "--max-batch-sizes"),
+    ({"slo_ms": 20, "percentile": 100}, "--percentile"),
+    ({}, "--slo-ms"),
+])
+def test_bad_options_are_errors_naming_the_option(write_config, given, option):
+    path = write_config({"model": {"builtin": "mlp"}, "data": {"synthetic": {"samples": 512}}})
+    with pytest.raises(ConfigError) as caught:
+        load_serving_config(path, None, given)
+    assert option in str(caught.value)
+
+
+def test_bad_config_keys_name_the_key(write_config):
+    path = write_config({"model": {"builtin": "mlp"}, "data": {"synthetic": {"samples": 512}},
+                         "serving": {"slo_ms": 20, "max_batch_sizes": [1024], "timeouts_ms": [-2]}})
+    with pytest.raises(ConfigError, match=r"serving\.timeouts_ms\[0\]: got -2"):
+        load_serving_config(path, None, {})
+    path = write_config({"model": {"builtin": "mlp"}, "data": {"synthetic": {"samples": 512}},
+                         "serving": {"slo_ms": 20, "max_batch_sizes": [1024]}})
+    with pytest.raises(ConfigError, match=r"serving\.max_batch_sizes: got 1024, above the 512 samples"):
+        load_serving_config(path, None, {})
+
+
+def test_serving_slo_never_inherits_the_sweeps_and_bad_input_exits_2(write_config):
+    path = write_config({"model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8], "slo_ms": 20}})
+    result = run_cli("serving", path)
+    assert result.returncode == 2 and "--slo-ms" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("serving", path, "--slo-ms", "20", "--rates", "0")
+    assert result.returncode == 2 and "--rates: got 0" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_validate_checks_a_serving_config_without_a_sweep_section():
+    from tests.conftest import ROOT
+
+    result = run_cli("validate", ROOT / "examples" / "serving" / "serving.yaml")
+    assert result.returncode == 0 and "valid serving config" in result.stdout and "p99 <= 20 ms" in result.stdout
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(64, 8)).astype("float32"), y=rng.integers(0, 3, 64))
+    path = write_config({"name": "tiny-serving", "model": {"builtin": "mlp", "kwargs": {"hidden": 16, "depth": 1}},
+                         "data": {"npz": {"path": "data.npz"}},
+                         "serving": {"slo_ms": 50, "percentile": 90, "max_batch_sizes": [1, 8],
+                                     "timeouts_ms": [0, 2], "measure_top": 1, "min_duration_s": 0.2,
+                                     "max_duration_s": 0.4, "max_points": 3}})
+    out = tmp_path / "run"
+    result = run_cli("serving", path, "--out", out, "--json", "--no-plots")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    rows = outputs.read_serving_rows(out / outputs.SERVING_CSV)
+    measured = [r for r in rows if r["source"] == "measured"]
+    assert 1 <= len(measured) <= 3 + 3  # max_points, and up to 3 repeats of the answer
+    for r in measured:
+        assert r["requests"] == pytest.approx(0.9 * r["offered_qps"] * r["duration_s"], rel=0.25, abs=5)
+        assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
+        assert 1 <= r["batch_size_mean"] <= r["max_batch_size"]
+        assert r["achieved_qps"] <= 1.2 * r["offered_qps"]
+    if summary["serving"] is not None:
+        read = outputs.parse_server_files(out)
+        assert read["triton"]["max_batch_size"] == summary["serving"]["max_batch_size"]
+    big = run_cli("serving", path, "--out", tmp_path / "big", "--max-batch-sizes", "128")
+    assert big.returncode == 2 and "--max-batch-sizes" in big.stderr and "64 samples" in big.stderr
