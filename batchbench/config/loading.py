@@ -201,7 +201,8 @@ def read_yaml(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------- config
-_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("output", "dir"))
+_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("data", "image_dir", "path"),
+              ("output", "dir"))
 
 
 def _resolve_paths(raw: dict, base_dir: Path) -> dict:

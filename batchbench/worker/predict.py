@@ -57,19 +57,23 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
     as it returns (the caller reads the peaks there and tells the controller); the timing
     windows after it are not what a single call costs. A resident peak never comes down, so
     later calls could not be told apart afterwards."""
-    n_full = (count_rows(x) // batch_size) * batch_size
-    x = slice_rows(x, 0, n_full)
+    if hasattr(x, "batched"):  # a tf.data pipeline: it runs in every call, as in the user's
+        call = {"x": x.batched(batch_size)}
+        n_full = x.steps(batch_size) * batch_size
+    else:
+        n_full = (count_rows(x) // batch_size) * batch_size
+        call = {"x": slice_rows(x, 0, n_full), "batch_size": batch_size}
     rc = RepeatClock(batch_size, 0, 1, 0.0, WindowRule(1_000_000))
     timer = BatchTimer(rc)
     rule = WindowRule.from_sweep(sweep, windows=True)
     sweep = {**sweep, "min_steps": window_steps(sweep)}
-    model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
+    model.predict(**call, verbose=0, callbacks=[timer])
     if window_closed is not None:
         window_closed()
     # Data shorter than the warm-up: more warm-up batches, cut calls, after the window.
     timer.stop_after = 1 + sweep["warmup_steps"]
     while 0 < timer.batches < timer.stop_after:
-        model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
+        model.predict(**call, verbose=0, callbacks=[timer])
     timer.stop_after = None
     _collect()
     first_step_s = rc.first_step_s
@@ -85,7 +89,7 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
         start, before = clock(), timer.batches
         stop = _RepeatStop(timer, before, sweep, start, whole_calls)
         while not stop.complete():
-            model.predict(x, batch_size=batch_size, verbose=0, callbacks=[stop])
+            model.predict(**call, verbose=0, callbacks=[stop])
         repeat_time_s.append(clock() - start)
         repeat_samples.append((timer.batches - before) * batch_size)
         throughputs.append(repeat_samples[-1] / repeat_time_s[-1])
@@ -95,6 +99,20 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
             "repeat_samples": repeat_samples, "repeat_time_s": repeat_time_s,
             "steps": sum(repeat_samples) // batch_size, "stable": rule.stable(throughputs),
             "energy_j": energy_j}
+
+
+def compute_only(model, x, batch_size: int, sweep: dict) -> dict:
+    """The input-bound diagnosis for predict: the same timing on `x`, batches held in memory
+    (the arrays themselves, or a pipeline's first batches in tf.data's memory cache), in a
+    fixed number of windows."""
+    sweep = {**sweep, "repeats": max(1, min(COMPUTE_ONLY_REPEATS, sweep["repeats"])),
+             "stability": {**(sweep.get("stability") or {}), "tolerance": None}}
+    measured = measure_predict(model, x, batch_size, sweep)
+    return {"repeat_samples": measured["repeat_samples"], "repeat_time_s": measured["repeat_time_s"],
+            "batches": x.steps(batch_size) if hasattr(x, "batched") else count_rows(x) // batch_size}
+
+
+COMPUTE_ONLY_REPEATS = 3
 
 
 def _collect() -> None:

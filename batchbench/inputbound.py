@@ -1,0 +1,63 @@
+"""The input-bound diagnosis, from raw figures: is the input pipeline what limits a batch size?
+
+Each fit or predict trial also times the same model on a few of the same batches held in memory
+(the worker's compute-only phase). `input_bound_ratio` is that compute-only throughput over the
+measured one; at INPUT_BOUND or more the model waits on its input (`input_bound`). Arrays are in
+memory already: their ratio sits near 1, which is the check that the phase measures only the
+input. Pure functions of plain rows, tested without TensorFlow."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+from batchbench.numbers import is_number
+
+INPUT_BOUND = 1.25  # compute-only at least this much faster than measured: the input is the limit
+
+
+def trial_figures(compute_only: dict | None, throughput_sps: float | None) -> dict:
+    """One trial's columns from its compute-only repeats and its measured median throughput."""
+    if not compute_only or not is_number(throughput_sps) or throughput_sps <= 0:
+        return {}
+    rates = [s / t for s, t in zip(compute_only.get("repeat_samples") or [], compute_only.get("repeat_time_s") or [])
+             if t > 0]
+    if not rates:
+        return {}
+    sps = statistics.median(rates)
+    return with_ratio({"compute_only_sps": sps}, sps / throughput_sps)
+
+
+def with_ratio(row: dict, ratio: float | None) -> dict:
+    row["input_bound_ratio"] = ratio
+    row["input_bound"] = None if ratio is None else bool(ratio >= INPUT_BOUND)
+    return row
+
+
+def pooled(rows: Sequence[dict]) -> dict:
+    """A point's figures over its rounds: the median of the rounds' ratios (each round compares
+    its own two phases, in the same process) and of their compute-only throughputs."""
+    ratios = [r["input_bound_ratio"] for r in rows if is_number(r.get("input_bound_ratio"))]
+    if not ratios:
+        return {}
+    sps = [r["compute_only_sps"] for r in rows if is_number(r.get("compute_only_sps"))]
+    return with_ratio({"compute_only_sps": statistics.median(sps) if sps else None}, statistics.median(ratios))
+
+
+def bound_sizes(rows: Sequence[dict]) -> list[int]:
+    """The ladder batch sizes flagged input-bound."""
+    return sorted({r["batch_size"] for r in rows if r.get("status") == "ok" and r.get("input_bound") is True
+                   and r.get("phase") in (None, "", "ladder")})
+
+
+def sentence(key: str, rows: Sequence[dict]) -> str | None:
+    """What the summary says of one group, or None when its input never was the limit."""
+    sizes = bound_sizes(rows)
+    if not sizes:
+        return None
+    ratios = [r["input_bound_ratio"] for r in rows if r["batch_size"] in sizes and is_number(r.get("input_bound_ratio"))]
+    every = len(sizes) == len({r["batch_size"] for r in rows if r.get("status") == "ok" and is_number(r.get("input_bound_ratio"))})
+    where = "every batch size" if every else "batch size " + ", ".join(map(str, sizes))
+    return (f"{key}: the input pipeline is the limit at {where} (the model computes "
+            f"{min(ratios):.2g}-{max(ratios):.2g}x faster on the same batches held in memory): parallelise "
+            "its map (num_parallel_calls=tf.data.AUTOTUNE), prefetch, or cache it")
