@@ -55,7 +55,7 @@ def base_row(trial: Trial, ctx: RowContext, status: str, error: str | None = Non
         "mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
         "status": status, "error": error, "trial_id": trial.trial_id, "phase": trial.phase,
         "params": pre.get("params"), "device": pre.get("device"),
-        **{axis: axes[axis] for axis in AXES}, "loss": pre.get("loss") if trial.mode == "fit" else None,
+        **{axis: axes.get(axis) for axis in AXES}, "loss": pre.get("loss") if trial.mode == "fit" else None,
         "bn_small_batch": bool(trial.mode == "fit" and pre.get("has_batch_norm") and trial.batch_size < BN_SMALL_BATCH),
     }
 

@@ -61,6 +61,17 @@ def tokens(samples: int = 512, sequence_length: int = 64, vocab: int = 1000, see
     return x, (x[:, 0] % 2).astype("int32")
 
 
+def bag_of_embeddings(vocab: int = 1000, width: int = 16, classes: int = 2):
+    """The smallest model with a variable-length token input: embed, average, classify."""
+    import keras
+
+    tokens_in = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(vocab, width)(tokens_in))
+    model = keras.Model(tokens_in, keras.layers.Dense(classes, activation="softmax")(h), name="bag_of_embeddings")
+    model.compile("adam", "sparse_categorical_crossentropy")
+    return model
+
+
 def tiny_transformer(vocab: int = 1000, width: int = 32, heads: int = 2, classes: int = 2):
     """One self-attention block over a variable-length token sequence: Input(shape=(None,))."""
     import keras

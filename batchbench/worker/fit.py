@@ -176,7 +176,8 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
         if before_compute_only is not None:
             before_compute_only()
         try:
-            out["compute_only"] = compute_only(model, feed, batch_size, sweep, plan.chunk_steps, epochs_cap)
+            out["compute_only"] = compute_only(model, feed, batch_size, repeats.repeat_steps, plan.chunk_steps,
+                                               epochs_cap)
         except Exception:  # noqa: BLE001 - the measurement stands; the diagnosis is extra
             traceback.print_exc()
     return out
@@ -185,17 +186,26 @@ def measure_fit(model, train, batch_size: int, sweep: dict, epochs_cap: int = 1_
 UNBOUNDED_PASS = 2**40  # an infinite pipeline's "pass", for planning chunks of fixed steps
 
 
-def compute_only(model, feed, batch_size: int, sweep: dict, chunk_steps: int, epochs_cap: int = 1_000_000) -> dict:
+def compute_only(model, feed, batch_size: int, measured_steps: list[int], chunk_steps: int,
+                 epochs_cap: int = 1_000_000) -> dict:
     """The input-bound diagnosis: the same model on `chunk_steps` of the same batches (fewer
     when they would not fit in CACHE_BYTES) held in memory, fed as the measured phase feeds
-    them (arrays as arrays; a pipeline's batches from tf.data's memory cache), timed as it is (a warm-up chunk, then repeats of whole chunks, each one pass over the copy).
-    Its throughput over the measured one is `input_bound_ratio`."""
+    them (arrays as arrays; a pipeline's batches from tf.data's memory cache), timed as it is
+    (a warm-up chunk, then repeats of whole chunks, each one pass over the copy) in repeats of
+    as many steps as the measured repeats: windows of one length on both sides, so contention
+    from other processes weighs on both alike. Its throughput over the measured one is
+    `input_bound_ratio`."""
+    import gc
+    import statistics
+
     args, batches = feed.in_memory(chunk_steps)
-    rule = WindowRule(max(1, min(COMPUTE_ONLY_REPEATS, sweep["repeats"])))
-    repeats = ChunkRepeats(batch_size, sweep["min_steps"], sweep["min_time_s"], rule)
+    steps = int(statistics.median(measured_steps)) if measured_steps else batches
+    repeats = ChunkRepeats(batch_size, steps, 0.0, WindowRule(COMPUTE_ONLY_REPEATS))
+    gc.collect()  # the garbage of building and measuring, collected now rather than inside a repeat
     model.fit(**args, epochs=epochs_cap, verbose=0, callbacks=[RepeatTimer(repeats, batches)])
     return {"repeat_samples": [s * batch_size for s in repeats.repeat_steps], "repeat_time_s": repeats.repeat_time_s,
             "batches": batches}
 
 
 COMPUTE_ONLY_REPEATS = 3
+COMPUTE_ONLY_MIN_S = 0.1

@@ -410,7 +410,7 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
             try:  # the input-bound diagnosis: the same batches held in memory
                 x = work.data.cached(batch_size, work.data.cache_batches(batch_size, work.data.steps(batch_size))) \
                     if work.pipeline else work.data.x
-                measured["compute_only"] = predict.compute_only(work.model, x, batch_size, sweep)
+                measured["compute_only"] = predict.compute_only(work.model, x, batch_size, sweep, measured)
             except Exception:  # noqa: BLE001 - the measurement stands; the diagnosis is extra
                 traceback.print_exc()
         ref = trial.get("reference_path")

@@ -101,18 +101,24 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
             "energy_j": energy_j}
 
 
-def compute_only(model, x, batch_size: int, sweep: dict) -> dict:
+def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict:
     """The input-bound diagnosis for predict: the same timing on `x`, batches held in memory
     (the arrays themselves, or a pipeline's first batches in tf.data's memory cache), in a
-    fixed number of windows."""
-    sweep = {**sweep, "repeats": max(1, min(COMPUTE_ONLY_REPEATS, sweep["repeats"])),
-             "stability": {**(sweep.get("stability") or {}), "tolerance": None}}
+    fixed number of windows as long (in batches) as the `measured` ones."""
+    import gc
+    import statistics
+
+    from batchbench.worker.fit import COMPUTE_ONLY_REPEATS
+
+    windows = [s // batch_size for s in measured.get("repeat_samples") or []]
+    sweep = {**sweep, "repeats": COMPUTE_ONLY_REPEATS, "min_time_s": 0.0,
+             "min_steps": int(statistics.median(windows)) if windows else window_steps(sweep),
+             "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
+    gc.collect()
     measured = measure_predict(model, x, batch_size, sweep)
     return {"repeat_samples": measured["repeat_samples"], "repeat_time_s": measured["repeat_time_s"],
             "batches": x.steps(batch_size) if hasattr(x, "batched") else count_rows(x) // batch_size}
 
-
-COMPUTE_ONLY_REPEATS = 3
 
 
 def _collect() -> None:
