@@ -32,5 +32,6 @@ def render_length_frontier(console: Console, entries: list[dict]) -> None:
         return
     console.print(length_table(entries))
     if any(e.get("found_by") != "find_max" for e in entries):
-        console.print(plain("  (+: the largest size that ran; --find-max searches the largest that fits)", "dim"))
+        console.print(plain("  (+: the largest size that ran, nothing out of memory up to it; find_max searches "
+                            "on from the first size that runs out)", "dim"))
     console.print()
