@@ -251,7 +251,8 @@ def synthetic(model, spec: dict, seed: int, sequence_length: int | None = None) 
                 raise ConfigError(f"the model's input {getattr(tensor, 'name', '')} has open dimensions "
                                   f"{tuple(tensor.shape)}; give data.synthetic.input_shape", key="data.synthetic")
         dtype = str(getattr(tensor, "dtype", "float32"))
-        if "int" in dtype:
+        # Token ids: integer inputs, or (on the sequence-length axis) float ones into an Embedding.
+        if "int" in dtype or (vocab and sequence_length is not None):
             xs.append(rng.integers(0, vocab or 2, size=(n, *dims)).astype(dtype))
         else:
             xs.append(rng.standard_normal((n, *dims)).astype("float32"))

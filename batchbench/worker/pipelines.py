@@ -19,6 +19,7 @@ from batchbench.worker.data import Dataset, count_rows, leaves
 HEAD_ROWS = 64  # elements read for the checks before any trial (shapes, targets)
 CACHE_BYTES = 256 * 2**20  # the input-bound phase's in-memory copy of batches, at most
 INFINITE = 2**62  # samples of a dataset that repeats forever: no batch size is too large for it
+INFINITE_PASS_BATCHES = 64  # what predict reads of a dataset that repeats forever, per call
 
 
 def is_tf_dataset(obj: Any) -> bool:
@@ -51,15 +52,16 @@ class Pipeline:
         import tensorflow as tf
 
         ds = self.dataset.batch(batch_size, drop_remainder=True)
-        if batches is not None and not self.infinite:
+        if batches is not None:
             ds = ds.take(batches)
         if repeat and not self.infinite:
             ds = ds.repeat()
         return ds if self.prefetches else ds.prefetch(tf.data.AUTOTUNE)
 
     def steps(self, batch_size: int) -> int:
-        """Whole batches in one pass."""
-        return self.samples // batch_size
+        """Whole batches in one pass; an infinite dataset's "pass" for predict is its first
+        INFINITE_PASS_BATCHES batches (as `model.predict(ds, steps=...)` would read)."""
+        return INFINITE_PASS_BATCHES if self.infinite else self.samples // batch_size
 
     def split(self, fraction: float) -> tuple[Pipeline, Pipeline | None]:
         """(training, validation) pipelines: the source's own split, or the last `fraction`
@@ -97,7 +99,7 @@ class Pipeline:
     def cache_batches(self, batch_size: int, wanted: int) -> int:
         """How many batches the in-memory copy holds: `wanted`, within CACHE_BYTES and one pass."""
         fit = max(1, CACHE_BYTES // max(1, self.batch_bytes(batch_size)))
-        return max(1, min(wanted, fit, self.steps(batch_size) if not self.infinite else wanted))
+        return max(1, min(wanted, fit, self.steps(batch_size)))
 
 
 class CachedBatches:
@@ -219,13 +221,11 @@ def load_image_dir(spec: dict, validation_split: float, seed: int) -> Pipeline:
 
 
 def check_pipeline(model, pipeline: Pipeline, modes: list[str], key: str) -> None:
-    """What a trial would meet, before any: fit needs (x, y) elements, predict a finite pass."""
+    """What a trial would meet, before any: fit needs (x, y) elements; the elements have the
+    model's input rank."""
     if "fit" in modes and not pipeline.has_y:
         raise ConfigError("the dataset gives x alone, but fit needs (x, y) elements: give labels, or use "
                           "modes: [predict]", key=key)
-    if "predict" in modes and pipeline.infinite:
-        raise ConfigError("the dataset repeats forever, so a model.predict call over it never ends: "
-                          "take() a number of elements for predict", key=key)
     inputs = list(getattr(model, "inputs", None) or [])
     x = pipeline.head.x
     if len(inputs) == 1 and not isinstance(x, dict) and len(leaves(x)) == 1:

@@ -48,7 +48,8 @@ class BatchTimer(keras.callbacks.Callback):
             self.model.stop_predicting = True
 
 
-def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_closed=None) -> dict:
+def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_closed=None,
+                    warm_up: bool = True) -> dict:
     """Per-batch latency from the callback; throughput from the wall time of whole calls,
     which includes the per-call work (input pipeline, output concatenation) users pay.
 
@@ -56,9 +57,10 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
     it traces and warms up, and it is the trial's memory window. `window_closed()` is called
     as it returns (the caller reads the peaks there and tells the controller); the timing
     windows after it are not what a single call costs. A resident peak never comes down, so
-    later calls could not be told apart afterwards."""
+    later calls could not be told apart afterwards. `warm_up` False: no first call, the model
+    and data being warm already (the compute-only phase on arrays)."""
     if hasattr(x, "batched"):  # a tf.data pipeline: it runs in every call, as in the user's
-        call = {"x": x.batched(batch_size)}
+        call = {"x": x.batched(batch_size, batches=x.steps(batch_size) if x.infinite else None)}
         n_full = x.steps(batch_size) * batch_size
     else:
         n_full = (count_rows(x) // batch_size) * batch_size
@@ -67,7 +69,8 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
     timer = BatchTimer(rc)
     rule = WindowRule.from_sweep(sweep, windows=True)
     sweep = {**sweep, "min_steps": window_steps(sweep)}
-    model.predict(**call, verbose=0, callbacks=[timer])
+    if warm_up:
+        model.predict(**call, verbose=0, callbacks=[timer])
     if window_closed is not None:
         window_closed()
     # Data shorter than the warm-up: more warm-up batches, cut calls, after the window.
@@ -115,7 +118,8 @@ def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict
              "min_steps": int(statistics.median(windows)) if windows else window_steps(sweep),
              "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
     gc.collect()
-    measured = measure_predict(model, x, batch_size, sweep)
+    # A pipeline's cached batches warm up in a first call (it fills the cache); arrays are warm.
+    measured = measure_predict(model, x, batch_size, sweep, warm_up=hasattr(x, "batched"))
     return {"repeat_samples": measured["repeat_samples"], "repeat_time_s": measured["repeat_time_s"],
             "batches": x.steps(batch_size) if hasattr(x, "batched") else count_rows(x) // batch_size}
 
