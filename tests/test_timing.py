@@ -246,7 +246,8 @@ def test_fit_times_repeats_without_batch_hooks_and_latency_in_a_phase_of_its_own
     median_steps = sorted(n // 16 for n in out["repeat_samples"])[1]
     assert len(only["repeat_samples"]) == 3
     assert all(median_steps <= n // 16 < median_steps + only["batches"] for n in only["repeat_samples"])
-    assert compute["iterations"] == only["batches"] + sum(only["repeat_samples"]) // 16  # a warm-up chunk first
+    # a warm-up chunk, then a warm-up repeat, then the repeats kept
+    assert compute["iterations"] > only["batches"] + sum(only["repeat_samples"]) // 16 >= only["batches"] + 3
 
 
 @pytest.mark.slow

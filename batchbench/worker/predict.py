@@ -114,13 +114,13 @@ def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict
     from batchbench.worker.fit import COMPUTE_ONLY_REPEATS
 
     windows = [s // batch_size for s in measured.get("repeat_samples") or []]
-    sweep = {**sweep, "repeats": COMPUTE_ONLY_REPEATS, "min_time_s": 0.0,
+    sweep = {**sweep, "repeats": COMPUTE_ONLY_REPEATS + 1, "min_time_s": 0.0,  # the first window: a warm-up
              "min_steps": int(statistics.median(windows)) if windows else window_steps(sweep),
              "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
     gc.collect()
     # A pipeline's cached batches warm up in a first call (it fills the cache); arrays are warm.
     measured = measure_predict(model, x, batch_size, sweep, warm_up=hasattr(x, "batched"))
-    return {"repeat_samples": measured["repeat_samples"], "repeat_time_s": measured["repeat_time_s"],
+    return {"repeat_samples": measured["repeat_samples"][1:], "repeat_time_s": measured["repeat_time_s"][1:],
             "batches": x.steps(batch_size) if hasattr(x, "batched") else count_rows(x) // batch_size}
 
 
