@@ -268,9 +268,9 @@ def test_a_sequence_length_sweep_over_two_lengths(shared_worker, tmp_path):
     outcome = sweep(shared_worker, tmp_path, "lengths", {
         "model": {"factory": "mypipelines:bag_of_embeddings", "kwargs": {"vocab": 50, "width": 8}},
         "data": {"synthetic": {"samples": 64}},
-        "sweep": {"batch_sizes": [8, 16], "sequence_length": [8, 32], "modes": ["fit"], "min_steps": 2}})
+        "sweep": {"batch_sizes": [16], "sequence_length": [8, 32], "modes": ["fit"], "min_steps": 2}})
     rows = ok_rows(outcome)
-    assert sorted((r["sequence_length"], r["batch_size"]) for r in rows) == [(8, 8), (8, 16), (32, 8), (32, 16)]
+    assert sorted((r["sequence_length"], r["batch_size"]) for r in rows) == [(8, 16), (32, 16)]
     for r in rows:
         assert math.isclose(r["tokens_per_s"], r["throughput_sps"] * r["sequence_length"], rel_tol=1e-9)
         assert r["trial_id"].endswith(f"sequence_length={r['sequence_length']}")
