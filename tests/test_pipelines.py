@@ -238,6 +238,7 @@ def test_a_slow_pipeline_is_input_bound_and_the_same_arrays_are_not(shared_worke
         assert same["input_bound_ratio"] < 2 and r["input_bound_ratio"] > 2 * same["input_bound_ratio"], (r, same)
     assert slow.summary["input_bound"] == {"fit": [8, 32], "predict/predict": [8, 32]}
     assert any("every batch size" in w and "num_parallel_calls" in w for w in slow.summary["warnings"])
+    assert any("unknown shape" in w for w in slow.summary["warnings"])  # numpy_function: shapes from its elements
 
 
 @pytest.mark.slow

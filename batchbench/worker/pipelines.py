@@ -188,9 +188,34 @@ def from_dataset(ds, what: str, key: str, num_classes: int | None = None) -> Pip
         raise ConfigError(f"{what} holds no elements", key=key)
     first = head[0]
     head_data = Dataset(first[0], first[1], "tf.data") if has_y else Dataset(first, None, "tf.data")
+    ds, known = _with_known_shapes(ds, first)
+    if not known:
+        notes.append(f"{what} gives elements of unknown shape (a tf.numpy_function or tf.py_function): batchbench "
+                     "sets the shapes its first elements have, as tf.ensure_shape would (Keras cannot fit without)")
     samples = _cardinality(ds, key)
     return Pipeline(ds, key.split(".")[1], samples, has_y, any("Prefetch" in n for n in names), head_data,
                     num_classes, notes)
+
+
+def _with_known_shapes(ds, head) -> tuple[Any, bool]:
+    """`ds`, and True, when every element's shape is known; else `ds` mapped through
+    tf.ensure_shape to the shapes of the first elements (`head`, batched), and False."""
+    import tensorflow as tf
+
+    specs = tf.nest.flatten(ds.element_spec)
+    if all(spec.shape.rank is not None and None not in spec.shape.as_list() for spec in specs
+           if hasattr(spec, "shape")):
+        return ds, True
+    shapes = [np.asarray(leaf).shape[1:] for leaf in tf.nest.flatten(head)]
+
+    def ensure(*element):
+        leaves_ = tf.nest.flatten(element)
+        fixed = [tf.ensure_shape(t, shape) if spec.shape.rank is None or None in spec.shape.as_list() else t
+                 for t, shape, spec in zip(leaves_, shapes, specs)]
+        out = tf.nest.pack_sequence_as(element, fixed)
+        return out if len(out) > 1 else out[0]
+
+    return ds.map(ensure), False
 
 
 def load_image_dir(spec: dict, validation_split: float, seed: int) -> Pipeline:
