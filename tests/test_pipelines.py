@@ -76,6 +76,23 @@ def test_tf_data_sources_are_tensorflow_only_and_say_so():
     assert c.data.image_dir.labels == "none" and c.data.image_dir.image_size == [256, 256]
 
 
+def test_a_data_callable_follows_the_length_axis_when_it_takes_sequence_length(tmp_path):
+    from batchbench.worker.data import load_file_data
+
+    (tmp_path / "seqdata.py").write_text(
+        "import numpy as np\n"
+        "def tokens(n=4, sequence_length=2):\n"
+        "    return np.zeros((n, sequence_length), 'int32'), np.zeros(n, 'int32')\n"
+        "def fixed(n=4):\n"
+        "    return np.zeros((n, 3), 'int32'), np.zeros(n, 'int32')\n")
+    raw = {"data": {"callable": {"function": "seqdata:tokens", "kwargs": {"n": 5}}}, "sweep": {"modes": ["fit"]}}
+    assert load_file_data(raw, str(tmp_path), sequence_length=7).x.shape == (5, 7)
+    raw["data"]["callable"] = {"function": "seqdata:fixed"}
+    with pytest.raises(ConfigError) as info:
+        load_file_data(raw, str(tmp_path), sequence_length=7)
+    assert info.value.key == "sweep.sequence_length" and "takes no sequence_length" in str(info.value)
+
+
 def _png(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"\x89PNG\r\n\x1a\n")  # the controller only looks at names: no decoding
@@ -274,6 +291,7 @@ def test_a_sequence_length_sweep_over_two_lengths(shared_worker, tmp_path):
     assert sorted((r["sequence_length"], r["batch_size"]) for r in rows) == [(8, 16), (32, 16)]
     for r in rows:
         assert math.isclose(r["tokens_per_s"], r["throughput_sps"] * r["sequence_length"], rel_tol=1e-9)
+        assert is_number(r["input_bound_ratio"])  # synthetic arrays get the diagnosis too
         assert r["trial_id"].endswith(f"sequence_length={r['sequence_length']}")
     recs = outcome.summary["recommendations"]
     assert {"fit|sequence_length=8", "fit|sequence_length=32"} <= set(recs)
