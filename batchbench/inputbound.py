@@ -58,6 +58,8 @@ def sentence(key: str, rows: Sequence[dict]) -> str | None:
     ratios = [r["input_bound_ratio"] for r in rows if r["batch_size"] in sizes and is_number(r.get("input_bound_ratio"))]
     every = len(sizes) == len({r["batch_size"] for r in rows if r.get("status") == "ok" and is_number(r.get("input_bound_ratio"))})
     where = "every batch size" if every else "batch size " + ", ".join(map(str, sizes))
+    low, high = (f"{v:.1f}" if v < 10 else f"{v:.0f}" for v in (min(ratios), max(ratios)))
+    span = low if low == high else f"{low}-{high}"
     return (f"{key}: the input pipeline is the limit at {where} (the model computes "
-            f"{min(ratios):.2g}-{max(ratios):.2g}x faster on the same batches held in memory): parallelise "
+            f"{span}x faster on the same batches held in memory): parallelise "
             "its map (num_parallel_calls=tf.data.AUTOTUNE), prefetch, or cache it")

@@ -18,7 +18,7 @@ from batchbench.columns import BY_NAME as COLUMN
 from batchbench.config import apply_overrides, config_from_dict, load_config
 from batchbench.config.checks import static_checks
 from batchbench.errors import ConfigError
-from batchbench.inputbound import INPUT_BOUND, bound_sizes, pooled, trial_figures
+from batchbench.inputbound import INPUT_BOUND, bound_sizes, pooled, sentence, trial_figures
 from batchbench.lengths import frontier, tokens_per_s
 from batchbench.plan import build_groups
 from tests.conftest import ROOT, run_cli
@@ -149,6 +149,10 @@ def test_input_bound_figures_from_raw_repeats():
     rows = [{"batch_size": b, "status": "ok", "input_bound": flag, "phase": phase}
             for b, flag, phase in ((8, True, "ladder"), (16, False, "ladder"), (32, True, "search"))]
     assert bound_sizes(rows) == [8]
+    rows[0]["input_bound_ratio"] = 396.3
+    said = sentence("fit", rows)
+    assert said.startswith("fit: the input pipeline is the limit at batch size 8 ") and "396x faster" in said
+    assert sentence("fit", rows[1:2]) is None
 
 
 def test_tokens_per_second_and_the_length_frontier():
