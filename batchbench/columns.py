@@ -74,8 +74,8 @@ SPEC: tuple[Column, ...] = (
       "(fit and predict; the median over rounds)"),
     C("input_bound_ratio", "float", "", "`compute_only_sps / throughput_sps` in each round, the median over rounds: "
       "about 1 when the input costs nothing (arrays)"),
-    C("input_bound", "bool", "", "`input_bound_ratio >= 1.25`: the input pipeline, not the model, limits this batch "
-      "size"),
+    C("input_bound", "bool", "", "`input_bound_ratio >= 1.25`, every compute-only repeat faster than every measured "
+      "one (in most rounds): the input pipeline, not the model, limits this batch size"),
     C("replicas", "int", "", "devices the global batch is split over"),
     C("per_replica_batch_size", "int", "samples", "each replica's share of the batch"),
     C("processes", "int", "", "multi-process runs: processes"),

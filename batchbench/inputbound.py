@@ -16,32 +16,36 @@ from batchbench.numbers import is_number
 INPUT_BOUND = 1.25  # compute-only at least this much faster than measured: the input is the limit
 
 
-def trial_figures(compute_only: dict | None, throughput_sps: float | None) -> dict:
-    """One trial's columns from its compute-only repeats and its measured median throughput."""
-    if not compute_only or not is_number(throughput_sps) or throughput_sps <= 0:
+def trial_figures(compute_only: dict | None, throughputs: Sequence[float]) -> dict:
+    """One trial's columns from its compute-only repeats and its measured repeats' throughputs
+    (their median is `throughput_sps`). Input-bound takes both: a ratio of INPUT_BOUND or more,
+    and every compute-only repeat faster than every measured one (a gap beyond the spread: on
+    a busy machine short windows of the same work differ by tens of per cent)."""
+    measured = [v for v in throughputs if is_number(v) and v > 0]
+    if not compute_only or not measured:
         return {}
     rates = [s / t for s, t in zip(compute_only.get("repeat_samples") or [], compute_only.get("repeat_time_s") or [])
              if t > 0]
     if not rates:
         return {}
     sps = statistics.median(rates)
-    return with_ratio({"compute_only_sps": sps}, sps / throughput_sps)
-
-
-def with_ratio(row: dict, ratio: float | None) -> dict:
-    row["input_bound_ratio"] = ratio
-    row["input_bound"] = None if ratio is None else bool(ratio >= INPUT_BOUND)
-    return row
+    ratio = sps / statistics.median(measured)
+    return {"compute_only_sps": sps, "input_bound_ratio": ratio,
+            "input_bound": bool(ratio >= INPUT_BOUND and min(rates) > max(measured))}
 
 
 def pooled(rows: Sequence[dict]) -> dict:
     """A point's figures over its rounds: the median of the rounds' ratios (each round compares
-    its own two phases, in the same process) and of their compute-only throughputs."""
-    ratios = [r["input_bound_ratio"] for r in rows if is_number(r.get("input_bound_ratio"))]
-    if not ratios:
+    its own two phases, in the same process) and of their compute-only throughputs; input-bound
+    when that ratio is INPUT_BOUND or more and most rounds found it so."""
+    rounds = [r for r in rows if is_number(r.get("input_bound_ratio"))]
+    if not rounds:
         return {}
-    sps = [r["compute_only_sps"] for r in rows if is_number(r.get("compute_only_sps"))]
-    return with_ratio({"compute_only_sps": statistics.median(sps) if sps else None}, statistics.median(ratios))
+    sps = [r["compute_only_sps"] for r in rounds if is_number(r.get("compute_only_sps"))]
+    ratio = statistics.median(r["input_bound_ratio"] for r in rounds)
+    flagged = sum(1 for r in rounds if r.get("input_bound") is True)
+    return {"compute_only_sps": statistics.median(sps) if sps else None, "input_bound_ratio": ratio,
+            "input_bound": bool(ratio >= INPUT_BOUND and 2 * flagged > len(rounds))}
 
 
 def bound_sizes(rows: Sequence[dict]) -> list[int]:

@@ -145,7 +145,7 @@ def _add_figures(out: TrialRow, trial: Trial, result: dict) -> None:
         "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
         "steps": m.get("steps"), "samples": sum(m["repeat_samples"]), "timed_s": sum(m["repeat_time_s"]),
     })
-    out.row.update(inputbound.trial_figures(m.get("compute_only"), tp.median))
+    out.row.update(inputbound.trial_figures(m.get("compute_only"), throughputs))
     out.row["tokens_per_s"] = tokens_per_s(out.row)
     if m.get("energy_j") is not None:
         samples = out.row["samples"]

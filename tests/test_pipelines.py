@@ -138,14 +138,19 @@ def test_the_new_columns_are_in_the_spec():
 
 def test_input_bound_figures_from_raw_repeats():
     fast = {"repeat_samples": [1000, 1000, 1000], "repeat_time_s": [0.1, 0.2, 0.25]}  # 10000, 5000, 4000 sps
-    row = trial_figures(fast, 2000.0)
+    row = trial_figures(fast, [1900.0, 2000.0, 2100.0])
     assert row["compute_only_sps"] == 5000.0 and row["input_bound_ratio"] == 2.5 and row["input_bound"] is True
-    near = trial_figures(fast, 5000.0 / (INPUT_BOUND - 0.01))
+    near = trial_figures(fast, [5000.0 / (INPUT_BOUND - 0.01)])
     assert near["input_bound"] is False and near["input_bound_ratio"] < INPUT_BOUND
-    assert trial_figures(None, 100.0) == {} and trial_figures(fast, None) == {}
-    # over rounds: the median of the rounds' own ratios
-    rounds = [{"input_bound_ratio": r, "compute_only_sps": 10.0 * r} for r in (1.1, 3.0, 2.0)]
+    # a ratio past 1.25 inside the spread is noise, not a verdict: one measured repeat was as fast
+    noisy = trial_figures(fast, [1000.0, 2000.0, 4500.0])
+    assert noisy["input_bound_ratio"] == 2.5 and noisy["input_bound"] is False
+    assert trial_figures(None, [100.0]) == {} and trial_figures(fast, []) == {}
+    # over rounds: the median of the rounds' own ratios, flagged when most rounds were
+    rounds = [{"input_bound_ratio": r, "compute_only_sps": 10.0 * r, "input_bound": r > 1.25} for r in (1.1, 3.0, 2.0)]
     assert pooled(rounds) == {"compute_only_sps": 20.0, "input_bound_ratio": 2.0, "input_bound": True}
+    rounds[1]["input_bound"] = False
+    assert pooled(rounds)["input_bound"] is False
     rows = [{"batch_size": b, "status": "ok", "input_bound": flag, "phase": phase}
             for b, flag, phase in ((8, True, "ladder"), (16, False, "ladder"), (32, True, "search"))]
     assert bound_sizes(rows) == [8]
@@ -230,7 +235,7 @@ def test_a_tf_data_pipeline_fits_and_predicts_batched_per_batch_size(shared_work
         assert r["throughput_sps_min"] <= r["throughput_sps"] <= r["throughput_sps_max"]
         assert r["samples"] % 16 == 0  # whole batches only (drop_remainder)
         # the diagnosis: its ratio is the two phases' throughputs, measured in the same round
-        assert r["compute_only_sps"] > 0 and r["input_bound"] == (r["input_bound_ratio"] >= INPUT_BOUND)
+        assert r["compute_only_sps"] > 0 and (r["input_bound_ratio"] >= INPUT_BOUND or not r["input_bound"])
         assert math.isclose(r["input_bound_ratio"], r["compute_only_sps"] / r["throughput_sps"], rel_tol=1e-6)
 
 
