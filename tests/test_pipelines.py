@@ -247,9 +247,10 @@ def test_a_slow_pipeline_is_input_bound_and_the_same_arrays_are_not(shared_worke
     slow = sweep(shared_worker, tmp_path, "slow", {
         "model": model, "data": {"callable": {"function": "mypipelines:slow_blobs",
                                               "kwargs": {**kwargs, "delay_ms": 2.0}}}, "sweep": common})
+    # Arrays are cheap to time for longer: windows of 0.15 s, past the garbage collector's pauses.
     arrays = sweep(shared_worker, tmp_path, "arrays", {
         "model": model, "data": {"callable": {"function": "mypipelines:blob_arrays", "kwargs": kwargs}},
-        "sweep": common})
+        "sweep": {**common, "min_time_s": 0.15}})
     assert len(ok_rows(slow)) == len(ok_rows(arrays)) == 4
     for r in ok_rows(slow):
         # 2 ms of Python per element caps the pipeline near 500 samples/s, whatever the batch

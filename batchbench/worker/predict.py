@@ -108,7 +108,6 @@ def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict
     """The input-bound diagnosis for predict: the same timing on `x`, batches held in memory
     (the arrays themselves, or a pipeline's first batches in tf.data's memory cache), in a
     fixed number of windows as long (in batches) as the `measured` ones."""
-    import gc
     import statistics
 
     from batchbench.worker.fit import COMPUTE_ONLY_REPEATS
@@ -117,7 +116,6 @@ def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict
     sweep = {**sweep, "repeats": COMPUTE_ONLY_REPEATS + 1, "min_time_s": 0.0,  # the first window: a warm-up
              "min_steps": int(statistics.median(windows)) if windows else window_steps(sweep),
              "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
-    gc.collect()
     # A pipeline's cached batches warm up in a first call (it fills the cache); arrays are warm.
     measured = measure_predict(model, x, batch_size, sweep, warm_up=hasattr(x, "batched"))
     return {"repeat_samples": measured["repeat_samples"][1:], "repeat_time_s": measured["repeat_time_s"][1:],
