@@ -14,7 +14,7 @@ from typing import Any
 @dataclass(frozen=True)
 class Axis:
     name: str
-    values: tuple[Any, ...]   # the allowed values
+    values: tuple[Any, ...]   # the allowed values (empty: any positive whole number)
     default: Any
     meaning: str              # the option's help and the column's meaning
 
@@ -24,6 +24,8 @@ class Axis:
 
     @property
     def choices(self) -> str:
+        if not self.values:  # an open axis: any positive whole number
+            return "positive whole numbers"
         return ",".join(str(v).lower() if isinstance(v, bool) else str(v) for v in self.values)
 
 
@@ -37,6 +39,9 @@ SPEC: tuple[Axis, ...] = (
     Axis("jit_compile", JIT_COMPILE, "auto", "XLA compilation: true, false or auto (Keras decides)"),
     Axis("backend", BACKENDS, "tensorflow", "the Keras backend"),
     Axis("strategy", STRATEGIES, "default", "default, or mirrored (tf.distribute.MirroredStrategy)"),
+    # None: the data's own length. A length fills the models' None time dimension (synthetic data,
+    # or a data.callable that takes `sequence_length`).
+    Axis("sequence_length", (), None, "tokens per sample: the length the model's None time dimension takes"),
 )
 AXES: tuple[str, ...] = tuple(a.name for a in SPEC)
 BY_NAME = {a.name: a for a in SPEC}

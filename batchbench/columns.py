@@ -67,8 +67,15 @@ SPEC: tuple[Column, ...] = (
       "batches and one pass over them)"),
     C("max_abs_diff", "float", "", "predict: largest difference from the smallest batch size's predictions"),
     C("consistent", "bool", "", "predict: predictions agree with the smallest batch size within float noise"),
-    *(C(a.name, "flag_or_text" if any(isinstance(v, bool) for v in a.values) else "text", "",
-        f"sweep axis: {a.meaning}") for a in AXIS_SPEC),
+    *(C(a.name, "flag_or_text" if any(isinstance(v, bool) for v in a.values) else "text" if a.values else "int",
+        "", f"sweep axis: {a.meaning}") for a in AXIS_SPEC),
+    C("tokens_per_s", "float", "tokens/s", "with `sequence_length`: `throughput_sps × sequence_length`"),
+    C("compute_only_sps", "float", "samples/s", "the same model on a few of the same batches held in memory "
+      "(fit and predict; the median over rounds)"),
+    C("input_bound_ratio", "float", "", "`compute_only_sps / throughput_sps` in each round, the median over rounds: "
+      "about 1 when the input costs nothing (arrays)"),
+    C("input_bound", "bool", "", "`input_bound_ratio >= 1.25`, every compute-only repeat faster than every measured "
+      "one (in most rounds): the input pipeline, not the model, limits this batch size"),
     C("replicas", "int", "", "devices the global batch is split over"),
     C("per_replica_batch_size", "int", "samples", "each replica's share of the batch"),
     C("processes", "int", "", "multi-process runs: processes"),

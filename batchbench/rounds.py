@@ -19,14 +19,16 @@ import statistics
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from batchbench import inputbound
 from batchbench.config.schema import RoundsSpec
+from batchbench.lengths import tokens_per_s
 from batchbench.stats import Interval, Stats, round_interval
 
 T = TypeVar("T")
 
 # What run.json keeps of each round-trial beside the pooled row.
 ROUND_FIELDS = ("round", "status", "throughput_sps", "throughput_sps_min", "throughput_sps_max", "repeats",
-                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error")
+                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error", "input_bound_ratio")
 SUMMED = ("repeats", "steps", "samples", "timed_s", "wall_s", "energy_j")
 PEAKS = ("peak_host_mib", "peak_device_mib", "nvml_process_mib")
 
@@ -106,6 +108,8 @@ def pool(rows: Sequence[dict], samples: Sequence[dict | None]) -> tuple[dict, di
     row["first_step_s"] = statistics.median(first) if first else None
     if row.get("energy_j") is not None and row.get("samples"):
         row["j_per_1k"] = row["energy_j"] / row["samples"] * 1000
+    row.update(inputbound.pooled(oks))
+    row["tokens_per_s"] = tokens_per_s(row)
     stable = [r.get("stable") for r in oks if r.get("stable") is not None]
     row["stable"] = all(stable) if stable else row.get("stable")
     row["finished_at"] = oks[-1].get("finished_at") or row.get("finished_at")

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchbench import inputbound
 from batchbench.axes import AXES
 from batchbench.budget import MemoryBudget, MiB
 from batchbench.config import TargetSpec
 from batchbench.errors import ConfigError
+from batchbench.lengths import tokens_per_s
 from batchbench.plan import Trial
 from batchbench.runfiles import write_atomic
 from batchbench.runner import JobOutcome
@@ -53,7 +55,7 @@ def base_row(trial: Trial, ctx: RowContext, status: str, error: str | None = Non
         "mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
         "status": status, "error": error, "trial_id": trial.trial_id, "phase": trial.phase,
         "params": pre.get("params"), "device": pre.get("device"),
-        **{axis: axes[axis] for axis in AXES}, "loss": pre.get("loss") if trial.mode == "fit" else None,
+        **{axis: axes.get(axis) for axis in AXES}, "loss": pre.get("loss") if trial.mode == "fit" else None,
         "bn_small_batch": bool(trial.mode == "fit" and pre.get("has_batch_norm") and trial.batch_size < BN_SMALL_BATCH),
     }
 
@@ -143,6 +145,8 @@ def _add_figures(out: TrialRow, trial: Trial, result: dict) -> None:
         "peak_device_mib": result.get("peak_device_mib"), "repeats": tp.n,
         "steps": m.get("steps"), "samples": sum(m["repeat_samples"]), "timed_s": sum(m["repeat_time_s"]),
     })
+    out.row.update(inputbound.trial_figures(m.get("compute_only"), throughputs))
+    out.row["tokens_per_s"] = tokens_per_s(out.row)
     if m.get("energy_j") is not None:
         samples = out.row["samples"]
         out.row["energy_j"] = m["energy_j"]

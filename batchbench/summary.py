@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from batchbench import inputbound
 from batchbench.config import Config
+from batchbench.lengths import frontier as length_frontier
 from batchbench.recommend import group_key, summarize
 from batchbench.rows import NOISY_CV
 
@@ -39,6 +41,18 @@ def sweep_summary(config: Config, rows: list[dict], frontier: dict[str, dict], n
     if inconsistent:
         said.append(f"predictions change with the batch size beyond float noise: {', '.join(inconsistent[:4])}"
                     " (see max_abs_diff)")
+    bound = {}
+    for key in summary["recommendations"]:
+        group = [r for r in rows if group_key(r, varying) == key]
+        sizes = inputbound.bound_sizes(group)
+        if sizes:
+            bound[key] = sizes
+            said.append(inputbound.sentence(key, group))
+    if bound:
+        summary["input_bound"] = bound
+    lengths = length_frontier(rows, summary["recommendations"], varying)
+    if lengths:
+        summary["sequence_length_frontier"] = lengths
     return {"run_dir": run_dir, **summary, "warnings": said}
 
 

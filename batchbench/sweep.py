@@ -192,6 +192,7 @@ class Sweep:
             if convolutional is None and self.config.model.builtin:
                 convolutional = self.config.model.builtin == "cnn"
             self.warnings += slow_combinations(self.config, device, convolutional)
+            self.warnings += self.preflight.pop("notes", None) or []  # e.g. a batched tf.data pipeline, rebatched
             self.env["framework"] = self.preflight.pop("framework", {})
             self.status = "running"
             self._write_run_json()

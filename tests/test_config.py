@@ -63,7 +63,7 @@ def test_minimal_config_fills_in_defaults(tmp_path):
     assert config.device.use == "auto" and config.device.gpu_indices is None
     assert config.output.dir == "results"  # not given: the working directory's results/, not the config's
     assert config.axes() == {"precision": ["float32"], "jit_compile": ["auto"], "backend": ["tensorflow"],
-                             "strategy": ["default"]}
+                             "strategy": ["default"], "sequence_length": [None]}
     assert tuple(config.axes()) == AXES
     assert config.varying_axes() == []
 
@@ -425,7 +425,7 @@ def test_missing_model(tmp_path):
 )
 def test_exactly_one_data_source(tmp_path, data, found):
     path = write(tmp_path, MINIMAL + f"data: {data}\n")
-    assert_says(problem(path), path, "data", found, "expected exactly one of synthetic, npz, csv or callable")
+    assert_says(problem(path), path, "data", found, "expected exactly one of synthetic, npz, csv, callable or image_dir")
 
 
 @pytest.mark.parametrize(

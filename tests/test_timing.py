@@ -202,7 +202,8 @@ def spy_fits(model) -> list[dict]:
 
     def fit(*args, **kwargs):
         calls.append({"callbacks": list(kwargs.get("callbacks") or []), "steps_per_epoch": kwargs.get("steps_per_epoch"),
-                      "samples": len(args[0]), "iterations_before": int(model.optimizer.iterations.numpy())})
+                      "samples": len(args[0] if args else kwargs["x"]),
+                      "iterations_before": int(model.optimizer.iterations.numpy())})
         history = real_fit(*args, **kwargs)
         calls[-1]["iterations"] = int(model.optimizer.iterations.numpy()) - calls[-1]["iterations_before"]
         return history
@@ -212,7 +213,7 @@ def spy_fits(model) -> list[dict]:
 
 
 KEYS = {"first_step_s", "step_s", "repeat_samples", "repeat_time_s", "steps", "stable", "energy_j",
-        "steps_per_epoch", "epochs_run", "final_loss"}
+        "steps_per_epoch", "epochs_run", "final_loss", "compute_only"}
 
 
 @pytest.mark.slow
@@ -223,7 +224,7 @@ def test_fit_times_repeats_without_batch_hooks_and_latency_in_a_phase_of_its_own
     calls = spy_fits(model)
     out = measure_fit(model, tiny_data(256), 16, SWEEP)
     assert set(out) == KEYS
-    sync, timed = calls  # two fits: the synchronised phase, then the timed repeats
+    sync, timed, compute = calls  # the synchronised phase, the timed repeats, the compute-only phase
     assert all(has_batch_hooks(cb) for cb in sync["callbacks"])
     assert timed["callbacks"] and not any(has_batch_hooks(cb) for cb in timed["callbacks"])
     # the latency samples come from the first fit alone: first step + warm-up + samples
@@ -239,6 +240,14 @@ def test_fit_times_repeats_without_batch_hooks_and_latency_in_a_phase_of_its_own
     assert timed["iterations"] > out["steps"] and timed["iterations"] - out["steps"] <= out["steps_per_epoch"]
     assert out["steps_per_epoch"] == 16 and out["final_loss"] is not None
     assert out["epochs_run"] == -(-(sync["iterations"] + timed["iterations"]) // 16)
+    # the input-bound diagnosis: the same arrays, no batch hooks, repeats as long as the measured ones
+    assert not any(has_batch_hooks(cb) for cb in compute["callbacks"]) and compute["samples"] == 256
+    only = out["compute_only"]
+    median_steps = sorted(n // 16 for n in out["repeat_samples"])[1]
+    assert len(only["repeat_samples"]) == 3
+    assert all(median_steps <= n // 16 < median_steps + only["batches"] for n in only["repeat_samples"])
+    # a warm-up chunk, then a warm-up repeat, then the repeats kept
+    assert compute["iterations"] > only["batches"] + sum(only["repeat_samples"]) // 16 >= only["batches"] + 3
 
 
 @pytest.mark.slow

@@ -28,6 +28,8 @@ def static_checks(config: Config, check_output_dir: bool = True) -> None:
         found.append(("data.npz.path", _check_file(data.npz.path, "an .npz file")))
     if data.csv is not None:
         found.append(("data.csv.path", _check_file(data.csv.path, "a CSV file")))
+    if data.image_dir is not None:
+        found.append(("data.image_dir.path", check_image_dir(data.image_dir.path, data.image_dir.labels)))
     if model.application is not None:
         found.append(("model.application", _check_application(model.application)))
     if model.factory:
@@ -47,6 +49,35 @@ def _check_file(path: str, kind: str) -> str | None:
         return f"got the folder {path}, expected {kind}"
     if not p.exists():
         return f"got {path}, which does not exist, expected {kind}"
+    return None
+
+
+# What keras.utils.image_dataset_from_directory reads.
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+
+
+def check_image_dir(path: str, labels: str) -> str | None:
+    """A folder of images as keras.utils.image_dataset_from_directory reads it: with labels
+    inferred, one subfolder per class (at least two classes) holding images; without, images
+    anywhere under it."""
+    p = Path(path)
+    if not p.is_dir():
+        return f"got {path}, which {'is a file' if p.exists() else 'does not exist'}, expected a folder of images"
+
+    def images(folder: Path) -> int:
+        return sum(1 for f in folder.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+    if labels == "none":
+        return None if images(p) else f"got {path}, which holds no images ({', '.join(IMAGE_SUFFIXES)})"
+    classes = {d.name: images(d) for d in sorted(p.iterdir()) if d.is_dir()}
+    classes = {name: n for name, n in classes.items() if n}
+    if not classes:
+        loose = " (images lie directly in it: put them in one subfolder per class, or use labels: none)" \
+            if any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()) else ""
+        return f"got {path}, which holds no class subfolders with images{loose}"
+    if len(classes) == 1:
+        return (f"got {path}, which holds one class ({next(iter(classes))}), expected at least two class "
+                "subfolders (a classifier needs two classes; use labels: none to time predict on them)")
     return None
 
 

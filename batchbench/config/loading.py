@@ -201,7 +201,8 @@ def read_yaml(path: str | Path) -> Any:
 
 
 # ---------------------------------------------------------------- config
-_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("output", "dir"), ("output", "tensorboard"))
+_PATH_KEYS = (("model", "path"), ("data", "npz", "path"), ("data", "csv", "path"), ("data", "image_dir", "path"),
+              ("output", "dir"), ("output", "tensorboard"))
 
 
 def _resolve_paths(raw: dict, base_dir: Path) -> dict:

@@ -36,6 +36,7 @@ from batchbench.config.values import (
     batch_size_list,
     either,
     is_folder_name,
+    length_list,
     plain,
     positive_int,
     reference,
@@ -50,7 +51,11 @@ LR_SCALINGS = ("none", "linear", "sqrt")
 PERCENTILES = (50, 90, 95, 99, 100)  # the latencies a row records
 # The axes' values live with the axes (batchbench/axes.py), the fields here.
 MODEL_SOURCES = ("builtin", "application", "path", "factory")
-DATA_SOURCES = ("synthetic", "npz", "csv", "callable")
+DATA_SOURCES = ("synthetic", "npz", "csv", "callable", "image_dir")
+COLOR_MODES = ("rgb", "grayscale", "rgba")
+IMAGE_LABELS = ("inferred", "none")
+# Sources read through tf.data (TensorFlow only); a data.callable may return a tf.data.Dataset too.
+TF_DATA_SOURCES = ("image_dir",)
 
 Builtin = Literal[*BUILTIN_MODELS]
 Mode = Literal[*MODES]
@@ -211,6 +216,30 @@ class CallableSpec(_Strict):
         return plain(value)
 
 
+class ImageDirSpec(_Strict):
+    """A folder read by keras.utils.image_dataset_from_directory: one subfolder per class
+    (labels: inferred), or images anywhere under it (labels: none, predict only)."""
+
+    path: str
+    image_size: list[Int] = Field(default_factory=lambda: [256, 256])
+    color_mode: Literal[*COLOR_MODES] = "rgb"
+    labels: Literal[*IMAGE_LABELS] = "inferred"
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _no_labels(cls, value: Any) -> Any:
+        return "none" if value is None else value
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, value: list[int]) -> list[int]:
+        if len(value) != 2:
+            raise ValueError(f"got {len(value)} number(s), expected [height, width]")
+        for i, dim in enumerate(value):
+            positive_int(dim, f"[{i}]")
+        return value
+
+
 class DataSpec(_OneSource):
     sources = DATA_SOURCES
 
@@ -218,6 +247,7 @@ class DataSpec(_OneSource):
     npz: NpzSpec | None = None
     csv: CsvSpec | None = None
     callable: CallableSpec | None = None
+    image_dir: ImageDirSpec | None = None
     validation_split: Num = Field(default=0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="before")
@@ -327,6 +357,7 @@ class SweepSpec(_Strict):
     jit_compile: list[JitCompile] = Field(default_factory=lambda: [AXIS["jit_compile"].default])
     backend: list[Backend] = Field(default_factory=lambda: [AXIS["backend"].default])
     strategy: list[Strategy] = Field(default_factory=lambda: [AXIS["strategy"].default])
+    sequence_length: list[int] | None = None  # None: the data's own length (axes() gives [None])
 
     @field_validator("percentile")
     @classmethod
@@ -383,6 +414,11 @@ class SweepSpec(_Strict):
     @classmethod
     def _strategy(cls, value: Any) -> list[str]:
         return axis_list(value, STRATEGIES)
+
+    @field_validator("sequence_length", mode="before")
+    @classmethod
+    def _sequence_length(cls, value: Any) -> list[int] | None:
+        return None if value is None else length_list(value)
 
 
 class ServingSpec(_Strict):
@@ -469,7 +505,23 @@ class Config(_Strict):
     base_dir: str = Field(default=".", exclude=True)
 
     def axes(self) -> dict[str, list]:
-        return {axis: list(getattr(self.sweep, axis)) for axis in AXES}
+        return {axis: list(getattr(self.sweep, axis) or [AXIS[axis].default]) for axis in AXES}
+
+    @model_validator(mode="after")
+    def _data_fits_sweep(self) -> Config:
+        source = self.data.source
+        if source in TF_DATA_SOURCES:
+            other = [b for b in self.sweep.backend if b != "tensorflow"]
+            if other:
+                raise KeyedError("sweep.backend", f"got {either(other)}, but data.{source} is read with tf.data, "
+                                 "which runs on TensorFlow only: use backend tensorflow")
+        if self.sweep.sequence_length and source not in ("synthetic", "callable"):
+            raise KeyedError("sweep.sequence_length", f"data.{source} has one fixed length; sequence_length needs "
+                             "synthetic data (made per length) or a data.callable that takes sequence_length")
+        if source == "image_dir" and self.data.image_dir.labels == "none" and "fit" in self.sweep.modes:
+            raise KeyedError("data.image_dir.labels", "got none, but fit needs labels: use labels: inferred "
+                             "(one subfolder per class) or modes: [predict]")
+        return self
 
     def varying_axes(self) -> list[str]:
         return [axis for axis, values in self.axes().items() if len(values) > 1]
@@ -481,6 +533,8 @@ class Config(_Strict):
         data = json.loads(self.model_dump_json())
         if data.get("serving") is None:
             data.pop("serving", None)  # a sweep's settings (and so its hash) stay as they were
+        if data["sweep"].get("sequence_length") is None:
+            data["sweep"].pop("sequence_length", None)  # likewise for a sweep without the length axis
         data["output"]["dir"] = os.path.abspath(os.path.expanduser(data["output"]["dir"]))
         return data
 

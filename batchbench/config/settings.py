@@ -22,9 +22,11 @@ def measured_settings(resolved: dict[str, Any], base_dir: str, code: dict[str, s
     for key in ("output", "name"):
         settings.pop(key, None)
     for section, spec in (("model", settings["model"]), ("data", settings["data"].get("npz")),
-                          ("data", settings["data"].get("csv"))):
+                          ("data", settings["data"].get("csv")), ("data", settings["data"].get("image_dir"))):
         if spec is not None and spec.get("path") is not None:
-            settings[section]["digest"] = file_digest(spec["path"])
+            # An image folder can hold a dataset of many GB: its listing (names and sizes) stands for it.
+            digest = listing_digest if spec is settings["data"].get("image_dir") else file_digest
+            settings[section]["digest"] = digest(spec["path"])
             spec["path"] = Path(os.path.relpath(spec["path"], base_dir)).as_posix()
     # The user's own code is measured too: an edited factory or loader is a changed setting.
     for section, ref in code.items():
@@ -89,6 +91,25 @@ def file_digest(path: str | Path) -> str | None:
         return _digests[key]
     except OSError:
         return None
+
+
+def listing_digest(path: str | Path) -> str | None:
+    """'sha256:<hex>' of a folder's listing: every file's relative path and size, not its bytes
+    (an image folder's identity, read in seconds also when it holds a whole dataset)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            file = Path(root, name)
+            try:
+                size = file.stat().st_size
+            except OSError:
+                size = -1
+            digest.update(f"{file.relative_to(folder).as_posix()}\0{size}\n".encode())
+    return "sha256:" + digest.hexdigest()
 
 
 def _folder_digest(folder: Path) -> str:

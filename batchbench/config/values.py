@@ -125,6 +125,24 @@ def axis_list(value: Any, allowed: tuple) -> list:
     return out
 
 
+def length_list(value: Any) -> list[int]:
+    """``sweep.sequence_length`` as distinct positive lengths in the order given, from a list,
+    one length or text ('128,256', as --sequence-length gives it)."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):  # the command line's comma list comes as text
+        value = [int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in value]
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ValueError("got an empty list, expected at least one length such as [128, 256]")
+    out: list[int] = []
+    for i, item in enumerate(values):
+        length = positive_int(item, f"[{i}]" if isinstance(value, list) else "")
+        if length not in out:
+            out.append(length)
+    return out
+
+
 def _batch_size(value: Any, subkey: str) -> int:
     size = positive_int(value, subkey)
     if size > MAX_BATCH_SIZE:

@@ -68,6 +68,14 @@ def note_cell(row: dict) -> str:
     return text if len(text) <= NOTE_LIMIT else text[: NOTE_LIMIT - 1] + "…"
 
 
+def input_cell(row: dict) -> str:
+    """`input_bound_ratio` (compute-only / measured throughput), marked where it is the limit."""
+    ratio = row.get("input_bound_ratio")
+    if not is_number(ratio):
+        return ""
+    return f"yes {ratio:.1f}x" if row.get("input_bound") is True else f"no {ratio:.1f}x"
+
+
 def tail_name(column: str) -> str:
     return "max" if column == "step_ms_max" else "p" + column.rsplit("_p", 1)[-1]
 
@@ -118,6 +126,10 @@ def result_columns(rows: list[dict], percentile: float = 99, tied: list[int] | N
            for r in rows):
         columns.append(Column("replicas", [number(r.get("replicas"), 0) for r in rows], 3))
         columns.append(Column("per replica", [number(r.get("per_replica_batch_size"), 0) for r in rows], 5))
+    if any(is_number(r.get("tokens_per_s")) for r in rows):
+        columns.insert(3, Column("tokens/s", _numbers(rows, ["tokens_per_s"])("tokens_per_s"), 3))
+    if any(r.get("input_bound") is True for r in rows):  # shown where the input was the limit somewhere
+        columns.append(Column("input-bound", [input_cell(r) for r in rows], 2, numeric=False))
     rates = {round(r["learning_rate"], 12) for r in rows if is_number(r.get("learning_rate"))}
     if len(rates) > 1:
         columns.append(Column("lr", [f"{r['learning_rate']:.3g}" if is_number(r.get("learning_rate")) else ""

@@ -108,5 +108,9 @@ def render_results(console: Console, rows: list[dict], varying: list[str], summa
     if isinstance(gap, dict) and gap:
         console.print(plain("model.predict / compiled call throughput: "
                             + ", ".join(f"b{b} {ratio:.2f}x" for b, ratio in gap.items() if is_number(ratio)), "cyan"))
+    from batchbench.report.lengths import render_length_frontier
+
+    frontier = summary.get("sequence_length_frontier")
+    render_length_frontier(console, frontier if isinstance(frontier, list) else [])
     for line in fastest_configurations(groups, recs):
         console.print(plain(line, "bold"))

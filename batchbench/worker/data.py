@@ -61,9 +61,16 @@ def leaves(x: Any) -> list:
     return [x]
 
 
-def load_file_data(config: dict, base_dir: str) -> Dataset | None:
-    """npz / csv / callable sources, before any model exists. None for synthetic."""
+def load_file_data(config: dict, base_dir: str, sequence_length: int | None = None):
+    """npz / csv / callable / image_dir sources, before any model exists: a Dataset of arrays,
+    a Pipeline (worker/pipelines.py) for tf.data, None for synthetic. `sequence_length`: the
+    sweep axis's value, passed to a data.callable that takes it."""
     spec = config["data"]
+    if spec.get("image_dir"):
+        from batchbench.worker.pipelines import load_image_dir
+
+        return load_image_dir(spec["image_dir"], float(spec.get("validation_split") or 0.0),
+                              int(config["sweep"]["seed"]))
     if spec.get("npz"):
         npz = spec["npz"]
         try:
@@ -118,14 +125,35 @@ def load_file_data(config: dict, base_dir: str) -> Dataset | None:
         target = spec["callable"]["function"]
         key = "data.callable.function"
         fn = import_callable(target, key, base_dir)
-        out = call_user(fn, target, spec["callable"].get("kwargs") or {}, key, base_dir)
+        kwargs = dict(spec["callable"].get("kwargs") or {})
+        if sequence_length is not None:
+            kwargs["sequence_length"] = _length_parameter(fn, target, sequence_length)
+        out = call_user(fn, target, kwargs, key, base_dir)
+        from batchbench.worker.pipelines import from_dataset, is_tf_dataset
+
+        if is_tf_dataset(out):
+            return from_dataset(out, f"the tf.data.Dataset {target}() returned", key)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
-            raise ConfigError(f"{target}() returned {got}, expected a pair (x, y) of arrays", key=key)
+            raise ConfigError(f"{target}() returned {got}, expected a pair (x, y) of arrays or a tf.data.Dataset",
+                              key=key)
         x = _as_arrays(out[0], f"{target}() returned x", key)
         y = _as_arrays(out[1], f"{target}() returned y", key)
         return _checked(Dataset(x, y, "callable"), key)
     return None
+
+
+def _length_parameter(fn: Any, target: str, length: int) -> int:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return length
+    if "sequence_length" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return length
+    raise ConfigError(f"{target}() takes no sequence_length argument, so the data cannot follow the axis: "
+                      "add one, or drop sweep.sequence_length", key="sweep.sequence_length")
 
 
 def _as_arrays(a: Any, what: str, key: str) -> Any:
@@ -200,8 +228,9 @@ def _loss_name(model, index: int = 0) -> str:
     return str(name).lower()
 
 
-def synthetic(model, spec: dict, seed: int) -> Dataset:
-    """Inputs shaped and typed like the model's, targets of the kind its loss wants."""
+def synthetic(model, spec: dict, seed: int, sequence_length: int | None = None) -> Dataset:
+    """Inputs shaped and typed like the model's, targets of the kind its loss wants;
+    `sequence_length` fills the inputs' and outputs' None time dimension."""
     rng = np.random.default_rng(seed)
     n = int(spec.get("samples") or 1024)
     shape_override = spec.get("input_shape")
@@ -213,6 +242,8 @@ def synthetic(model, spec: dict, seed: int) -> Dataset:
     vocab = _smallest_vocab(model)
     for tensor in inputs:
         dims = list(tensor.shape[1:])
+        if sequence_length is not None and dims and dims[0] is None:
+            dims[0] = sequence_length
         if None in dims:
             if shape_override and len(inputs) == 1:
                 dims = list(shape_override)
@@ -220,13 +251,17 @@ def synthetic(model, spec: dict, seed: int) -> Dataset:
                 raise ConfigError(f"the model's input {getattr(tensor, 'name', '')} has open dimensions "
                                   f"{tuple(tensor.shape)}; give data.synthetic.input_shape", key="data.synthetic")
         dtype = str(getattr(tensor, "dtype", "float32"))
-        if "int" in dtype:
+        # Token ids: integer inputs, or (on the sequence-length axis) float ones into an Embedding.
+        if "int" in dtype or (vocab and sequence_length is not None):
             xs.append(rng.integers(0, vocab or 2, size=(n, *dims)).astype(dtype))
         else:
             xs.append(rng.standard_normal((n, *dims)).astype("float32"))
     ys = []
     for i, out in enumerate(model.outputs):
-        dims = [d or 1 for d in out.shape[1:]]
+        dims = list(out.shape[1:])
+        if sequence_length is not None and dims and dims[0] is None:
+            dims[0] = sequence_length  # a per-token output
+        dims = [d or 1 for d in dims]
         loss = _loss_name(model, i)
         classes = dims[-1] if dims else 1
         if "sparse" in loss:
@@ -251,8 +286,14 @@ def _smallest_vocab(model) -> int | None:
     return min(sizes) if sizes else None
 
 
+def arrays_of(data: Any) -> Dataset:
+    """The arrays the checks look at: the data itself, or a pipeline's first elements."""
+    return getattr(data, "head", data)
+
+
 def check_against_model(model, data: Dataset, key: str) -> None:
     """Data whose shape does not match the model's input is a config error, found before any trial."""
+    data = arrays_of(data)
     inputs = list(getattr(model, "inputs", None) or [])
     if not inputs:
         return
@@ -279,9 +320,10 @@ def check_against_model(model, data: Dataset, key: str) -> None:
 # ---------------------------------------------------------------- targets against the loss
 def data_key(config: dict, part: str) -> str:
     """The config key a problem with the data's x or y points at."""
-    source = next(k for k in ("synthetic", "npz", "csv", "callable") if config["data"].get(k) is not None)
+    source = next(k for k in ("synthetic", "npz", "csv", "callable", "image_dir") if config["data"].get(k) is not None)
     keys = {"npz": {"x": "data.npz.x", "y": "data.npz.y"}, "csv": {"x": "data.csv", "y": "data.csv.target"},
-            "callable": {"x": "data.callable.function", "y": "data.callable.function"}}
+            "callable": {"x": "data.callable.function", "y": "data.callable.function"},
+            "image_dir": {"x": "data.image_dir", "y": "data.image_dir.labels"}}
     return keys.get(source, {}).get(part, f"data.{source}")
 
 

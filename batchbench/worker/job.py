@@ -92,13 +92,16 @@ class Workload:
 
         self.config = config
         seed = int(config["sweep"]["seed"])
-        file_data = data_mod.load_file_data(config, config["_base_dir"])
+        self.sequence_length = axes.get("sequence_length")
+        file_data = data_mod.load_file_data(config, config["_base_dir"], self.sequence_length)
         shape = None
         classes = None
         if file_data is not None:
-            first = data_mod.leaves(file_data.x)[0]
+            arrays = data_mod.arrays_of(file_data)
+            first = data_mod.leaves(arrays.x)[0]
             shape = tuple(first.shape[1:])
-            classes = data_mod.num_classes_of(file_data.y) or 1  # 1: a regression head
+            classes = getattr(file_data, "num_classes", None) or \
+                (data_mod.num_classes_of(arrays.y) if arrays.y is not None else None) or 1  # 1: a regression head
         import keras
 
         self._build = lambda: build_model(config, shape, classes)
@@ -127,13 +130,23 @@ class Workload:
             spec = {**(config["data"]["synthetic"] or {})}
             spec.setdefault("input_shape", None)
             spec["input_shape"] = spec["input_shape"] or config["model"].get("input_shape")
-            file_data = data_mod.synthetic(self.model, spec, seed)
+            file_data = data_mod.synthetic(self.model, spec, seed, self.sequence_length)
+        if self.sequence_length is not None:
+            _check_open_length(self.model)
         data_mod.check_against_model(self.model, file_data, data_mod.data_key(config, "x"))
         self.data = file_data
+        split = float(config["data"].get("validation_split") or 0.0)
+        if hasattr(file_data, "split"):  # a tf.data pipeline
+            self.train, self.val = file_data.split(split)
+            return
         n = file_data.samples
-        n_val = int(n * float(config["data"].get("validation_split") or 0.0))
+        n_val = int(n * split)
         self.train = file_data.take(0, n - n_val)
         self.val = file_data.take(n - n_val, n) if n_val else None
+
+    @property
+    def pipeline(self) -> bool:
+        return hasattr(self.data, "batched")
 
 
     def fresh_model(self):
@@ -145,6 +158,16 @@ class Workload:
         return _wrap_layer(model, self.data, self.config) if self.inference_only else model
 
 
+def _check_open_length(model) -> None:
+    """sweep.sequence_length fills a None time dimension: a fixed one cannot follow it."""
+    for tensor in list(getattr(model, "inputs", None) or []):
+        shape = tuple(tensor.shape)
+        if len(shape) < 2 or shape[1] is not None:
+            raise ConfigError(f"the model's input {getattr(tensor, 'name', '')} has shape {shape}, a fixed length; "
+                              "sequence_length needs inputs whose time dimension is None, such as "
+                              "keras.Input(shape=(None,))", key="sweep.sequence_length")
+
+
 def _wrap_layer(layer, file_data, config):
     import keras
 
@@ -152,7 +175,9 @@ def _wrap_layer(layer, file_data, config):
 
     shape = config["model"].get("input_shape")
     if shape is None and file_data is not None:
-        shape = leaves(file_data.x)[0].shape[1:]
+        from batchbench.worker.data import arrays_of
+
+        shape = leaves(arrays_of(file_data).x)[0].shape[1:]
     if shape is None:
         raise ConfigError("a SavedModel folder needs model.input_shape (or file data) to be called",
                           key="model.input_shape")
@@ -187,7 +212,10 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
     from batchbench.worker.data import leaves
     from batchbench.worker.models import check_compile_names, has_convolution, loss_name
 
-    x_head = _head(work.data.x, 2)
+    arrays = data_mod.arrays_of(work.data)
+    x_head = _head(arrays.x, 2)
+    if work.pipeline:
+        _check_pipeline_sweep(work, config)
     try:
         y_pred = work.model(x_head, training=False)
     except Exception as exc:  # noqa: BLE001 - a mismatch surfaces as any of TF's errors
@@ -218,13 +246,31 @@ def _preflight(config: dict, axes: dict, device_info: dict) -> dict:
         "samples": work.data.samples,
         "train_samples": work.train.samples,
         "val_samples": work.val.samples if work.val else 0,
-        "input_shapes": [list(a.shape[1:]) for a in leaves(work.data.x)],
+        "input_shapes": [list(a.shape[1:]) for a in leaves(arrays.x)],
         "model_name": getattr(work.model, "name", ""),
+        "notes": list(getattr(work.data, "notes", None) or []),
         "metrics": [m for m in (config["model"].get("compile") or {}).get("metrics") or []],
         "device": get_backend(axes.get("backend", "tensorflow")).describe_device(),
-        "x_dtype": str(np.asarray(leaves(work.data.x)[0]).dtype),
+        "x_dtype": str(np.asarray(leaves(arrays.x)[0]).dtype),
         "replicas": _replicas(device_info),
     }
+
+
+def _check_pipeline_sweep(work: Workload, config: dict) -> None:
+    """What a tf.data pipeline does not take (yet): the quality runs and multi-process runs
+    read arrays."""
+    from batchbench.worker import data as data_mod
+    from batchbench.worker.pipelines import check_pipeline
+
+    sweep = config["sweep"]
+    check_pipeline(work.model, work.data, sweep["modes"], data_mod.data_key(config, "x"))
+    for name in ("epochs", "target"):
+        if sweep.get(name) and "fit" in sweep["modes"]:
+            raise ConfigError(f"the quality run ({name}) trains on arrays; with a tf.data pipeline batchbench times "
+                              "fit and predict only: drop it, or return arrays", key=f"sweep.{name}")
+    if config.get("_distributed"):
+        raise ConfigError("a multi-process run splits array data between the processes; a tf.data pipeline "
+                          "is not split: return arrays", key=data_mod.data_key(config, "x"))
 
 
 def _check_training(work: Workload, config: dict, x_head: Any, y_pred: Any) -> None:
@@ -246,15 +292,16 @@ def _check_training(work: Workload, config: dict, x_head: Any, y_pred: Any) -> N
     y_key = data_mod.data_key(config, "y")
     if work.data.source == "synthetic" and compile_spec.get("loss"):
         y_key = "model.compile.loss"  # batchbench made the targets for the loss: the loss is the odd one out
+    arrays = data_mod.arrays_of(work.data)
     try:
-        data_mod.check_targets(work.model, work.data, y_key, x_head, y_pred, eager=eager)
+        data_mod.check_targets(work.model, arrays, y_key, x_head, y_pred, eager=eager)
     except ConfigError as exc:
         if work.compiled_by_source or compile_spec.get("loss"):
             raise
         raise ConfigError(f"{exc.reason} (that loss is batchbench's default for this model; "
                           "set model.compile.loss)", key=exc.key) from None
     if eager:
-        check_metrics(work.model, config, x_head, _head(work.data.y, data_mod.count_rows(x_head)), y_pred,
+        check_metrics(work.model, config, x_head, _head(arrays.y, data_mod.count_rows(x_head)), y_pred,
                       from_config=not work.compiled_by_source)
 
 
@@ -313,8 +360,8 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
     if trial.get("phase") == "confirm":
         # The found maximum is confirmed by a full pass: a whole epoch for fit, not a few
         # steps. A predict trial's memory window is a whole call over the data already.
-        min_steps = max(sweep["min_steps"], work.train.samples // batch_size) if trial["mode"] == "fit" \
-            else sweep["min_steps"]
+        passes = trial["mode"] == "fit" and not getattr(work.train, "infinite", False)
+        min_steps = max(sweep["min_steps"], work.train.samples // batch_size) if passes else sweep["min_steps"]
         sweep = {**sweep, "repeats": 1, "min_steps": min_steps,
                  "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
     jit = axes.get("jit_compile", "auto")
@@ -336,8 +383,12 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         # The model's own rate stays untouched unless a scaling rule asks for another.
         compile_model(work.model, config, jit_compile=jit, learning_rate=lr if rule != "none" else None)
         dist = config.get("_distributed") or {}
+        # A pipeline's in-memory copy for the compute-only phase is no part of what the batch
+        # size costs: its window closes before it (arrays are in memory already: no copy).
         measured = measure_fit(work.model, work.train, batch_size, sweep, meter=meter,
-                               processes=dist.get("num_processes", 1), process_id=dist.get("process_id", 0))
+                               processes=dist.get("num_processes", 1), process_id=dist.get("process_id", 0),
+                               before_compute_only=(lambda: window.close("trial")) if work.pipeline else None,
+                               diagnose=_diagnoses(trial))
         extra["learning_rate"] = lr
         measured.pop("final_loss", None)  # a timing run's loss is no quality figure
         # The quality run (time to target) once per point: in its first round.
@@ -353,12 +404,21 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         if not work.inference_only:
             compile_model(work.model, config, jit_compile=jit)
         if trial["method"] == "serve":
-            measured = predict.measure_serve(work.model, work.data.x, batch_size, sweep,
+            # A server answers requests it holds: a pipeline's batches are read into memory first.
+            x = _in_memory(work, batch_size).x if work.pipeline else work.data.x
+            measured = predict.measure_serve(work.model, x, batch_size, sweep,
                                              jit_compile=getattr(work.model, "jit_compile", False) is True,
                                              meter=meter, window_closed=lambda: window.close("first_pass"))
         else:
-            measured = predict.measure_predict(work.model, work.data.x, batch_size, sweep, meter=meter,
-                                               window_closed=lambda: window.close("first_call"))
+            measured = predict.measure_predict(work.model, work.data if work.pipeline else work.data.x, batch_size,
+                                               sweep, meter=meter, window_closed=lambda: window.close("first_call"))
+            if _diagnoses(trial):
+                try:  # the input-bound diagnosis: the same batches held in memory
+                    x = work.data.cached(batch_size, work.data.cache_batches(batch_size, work.data.steps(batch_size))) \
+                        if work.pipeline else work.data.x
+                    measured["compute_only"] = predict.compute_only(work.model, x, batch_size, sweep, measured)
+                except Exception:  # noqa: BLE001 - the measurement stands; the diagnosis is extra
+                    traceback.print_exc()
         ref = trial.get("reference_path")
         if ref:
             try:
@@ -383,6 +443,12 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
     }
 
 
+def _in_memory(work: Workload, batch_size: int, batches: int | None = None):
+    """A pipeline's first whole batches (all of a pass, within pipelines.CACHE_BYTES) as arrays."""
+    data = work.data
+    return data.in_memory(batch_size, data.cache_batches(batch_size, batches or data.steps(batch_size)))
+
+
 def noise_scale(config: dict, axes: dict) -> dict:
     """The gradient noise scale at the shared initial weights."""
     from batchbench.worker import quality
@@ -404,6 +470,13 @@ def noise_scale(config: dict, axes: dict) -> dict:
     return {"status": "ok", **quality.gradient_noise_scale(work.model, work.train, b_small, b_big, work.seed)}
 
 
+def _diagnoses(trial: dict) -> bool:
+    """The input-bound diagnosis once per point, in its first round (as the quality run and the
+    consistency check): later rounds tighten the throughput figure, and the diagnosis would add a
+    second or two to each of them."""
+    return int(trial.get("round") or 1) == 1 and trial.get("phase") != "confirm"
+
+
 def _consistency(work: Workload, batch_size: int, reference_path: str, reference_batch_size: int | None = None) -> dict:
     """Predictions at this batch size against those at the group's smallest one (made here, at
     that size, when no trial before made them: a shard may hold only the larger sizes)."""
@@ -411,9 +484,17 @@ def _consistency(work: Workload, batch_size: int, reference_path: str, reference
     import numpy as np
 
     from batchbench.runfiles import open_read, write_atomic
+    from batchbench.worker.data import count_rows as data_count_rows
     from batchbench.worker.predict import predictions
 
-    preds = predictions(work.model, work.data.x, batch_size)
+    x = work.data.x
+    if work.pipeline:
+        # A pipeline may shuffle each pass: its first pass (read before any trial, the same in
+        # every trial process) is the one whose order is known.
+        x = work.data.head.x
+        if batch_size > data_count_rows(x):
+            return {"max_abs_diff": None, "consistent": None}
+    preds = predictions(work.model, x, batch_size)
     if os.path.exists(reference_path):
         with open_read(reference_path, binary=True) as fh:
             reference = np.load(fh)
@@ -421,7 +502,7 @@ def _consistency(work: Workload, batch_size: int, reference_path: str, reference
         import io
 
         own = reference_batch_size in (None, batch_size)
-        reference = preds if own else predictions(work.model, work.data.x, reference_batch_size)
+        reference = preds if own else predictions(work.model, x, reference_batch_size)
         buf = io.BytesIO()
         np.save(buf, reference)
         write_atomic(reference_path, buf.getvalue(), fsync=False)  # never through a planted link

@@ -48,7 +48,8 @@ class BatchTimer(keras.callbacks.Callback):
             self.model.stop_predicting = True
 
 
-def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_closed=None) -> dict:
+def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_closed=None,
+                    warm_up: bool = True) -> dict:
     """Per-batch latency from the callback; throughput from the wall time of whole calls,
     which includes the per-call work (input pipeline, output concatenation) users pay.
 
@@ -56,20 +57,26 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
     it traces and warms up, and it is the trial's memory window. `window_closed()` is called
     as it returns (the caller reads the peaks there and tells the controller); the timing
     windows after it are not what a single call costs. A resident peak never comes down, so
-    later calls could not be told apart afterwards."""
-    n_full = (count_rows(x) // batch_size) * batch_size
-    x = slice_rows(x, 0, n_full)
+    later calls could not be told apart afterwards. `warm_up` False: no first call, the model
+    and data being warm already (the compute-only phase on arrays)."""
+    if hasattr(x, "batched"):  # a tf.data pipeline: it runs in every call, as in the user's
+        call = {"x": x.batched(batch_size, batches=x.steps(batch_size) if x.infinite else None)}
+        n_full = x.steps(batch_size) * batch_size
+    else:
+        n_full = (count_rows(x) // batch_size) * batch_size
+        call = {"x": slice_rows(x, 0, n_full), "batch_size": batch_size}
     rc = RepeatClock(batch_size, 0, 1, 0.0, WindowRule(1_000_000))
     timer = BatchTimer(rc)
     rule = WindowRule.from_sweep(sweep, windows=True)
     sweep = {**sweep, "min_steps": window_steps(sweep)}
-    model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
+    if warm_up:
+        model.predict(**call, verbose=0, callbacks=[timer])
     if window_closed is not None:
         window_closed()
     # Data shorter than the warm-up: more warm-up batches, cut calls, after the window.
     timer.stop_after = 1 + sweep["warmup_steps"]
     while 0 < timer.batches < timer.stop_after:
-        model.predict(x, batch_size=batch_size, verbose=0, callbacks=[timer])
+        model.predict(**call, verbose=0, callbacks=[timer])
     timer.stop_after = None
     _collect()
     first_step_s = rc.first_step_s
@@ -85,7 +92,7 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
         start, before = clock(), timer.batches
         stop = _RepeatStop(timer, before, sweep, start, whole_calls)
         while not stop.complete():
-            model.predict(x, batch_size=batch_size, verbose=0, callbacks=[stop])
+            model.predict(**call, verbose=0, callbacks=[stop])
         repeat_time_s.append(clock() - start)
         repeat_samples.append((timer.batches - before) * batch_size)
         throughputs.append(repeat_samples[-1] / repeat_time_s[-1])
@@ -95,6 +102,25 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
             "repeat_samples": repeat_samples, "repeat_time_s": repeat_time_s,
             "steps": sum(repeat_samples) // batch_size, "stable": rule.stable(throughputs),
             "energy_j": energy_j}
+
+
+def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict:
+    """The input-bound diagnosis for predict: the same timing on `x`, batches held in memory
+    (the arrays themselves, or a pipeline's first batches in tf.data's memory cache), in a
+    fixed number of windows as long (in batches) as the `measured` ones."""
+    import statistics
+
+    from batchbench.worker.fit import COMPUTE_ONLY_REPEATS
+
+    windows = [s // batch_size for s in measured.get("repeat_samples") or []]
+    sweep = {**sweep, "repeats": COMPUTE_ONLY_REPEATS + 1, "min_time_s": 0.0,  # the first window: a warm-up
+             "min_steps": int(statistics.median(windows)) if windows else window_steps(sweep),
+             "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
+    # A pipeline's cached batches warm up in a first call (it fills the cache); arrays are warm.
+    measured = measure_predict(model, x, batch_size, sweep, warm_up=hasattr(x, "batched"))
+    return {"repeat_samples": measured["repeat_samples"][1:], "repeat_time_s": measured["repeat_time_s"][1:],
+            "batches": x.steps(batch_size) if hasattr(x, "batched") else count_rows(x) // batch_size}
+
 
 
 def _collect() -> None:
