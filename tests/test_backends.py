@@ -21,6 +21,10 @@ from batchbench.worker.trackers import DeviceMemory
 from tests.conftest import ROOT
 
 MiB = 2**20
+needs_tf = pytest.mark.skipif(importlib.util.find_spec("tensorflow") is None,
+                              reason="tensorflow is not installed (pip install 'keras-batchbench[tensorflow]')")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="torch is not installed (pip install 'keras-batchbench[torch]')")
 
 
 def run_python(code: str, backend: str) -> subprocess.CompletedProcess:
@@ -156,11 +160,12 @@ def test_jax_device_picks_the_default_device_and_cpu_pins_the_platform(monkeypat
 def test_jax_device_memory_limit_is_the_xla_memory_fraction(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", fake_jax(FakeJaxDevice("gpu", 0, limit=6 * 2**30)))
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: [24 * 2**30])
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION", raising=False)
+    monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", ".9")  # the deprecated name, which JAX refuses beside the new
+    monkeypatch.delenv("XLA_CLIENT_MEM_FRACTION", raising=False)
     info = get_backend("jax").configure_devices({"use": "auto"}, 6 * 2**30)
-    assert os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.250000"
+    assert os.environ["XLA_CLIENT_MEM_FRACTION"] == "0.250000" and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ
     assert info["allocator_limit_mib"] == 6 * 1024  # what the allocator reports back
-    monkeypatch.delenv("XLA_PYTHON_CLIENT_MEM_FRACTION")
+    monkeypatch.delenv("XLA_CLIENT_MEM_FRACTION")
 
 
 @pytest.mark.parametrize(("use", "limit", "totals", "key", "message"), [
@@ -321,6 +326,7 @@ def test_a_jax_trial_runs_without_importing_tensorflow():
 
 
 @pytest.mark.slow
+@needs_tf
 def test_mirrored_strategy_spans_the_logical_cpu_devices():
     result = run_python("""
         from batchbench.config import config_from_dict
@@ -338,6 +344,7 @@ def test_mirrored_strategy_spans_the_logical_cpu_devices():
 
 
 @pytest.mark.slow
+@needs_tf
 def test_seeding_under_tensorflow_is_keras_own():
     import random
 
@@ -353,3 +360,59 @@ def test_seeding_under_tensorflow_is_keras_own():
     ours = draws()
     keras.utils.set_random_seed(11)
     assert draws() == ours
+
+
+@pytest.mark.slow
+@needs_torch
+def test_a_torch_trial_runs_fit_predict_and_serve_without_importing_tensorflow():
+    result = run_python("""
+        import sys
+        from batchbench.config import config_from_dict
+        from batchbench.worker import preload
+        from batchbench.worker.job import run_job
+        from tests.conftest import tiny_config
+
+        preload.import_frameworks()
+        config = config_from_dict(tiny_config(sweep={"batch_sizes": [16], "backend": "torch"}))
+        resolved = {**config.resolved(), "_base_dir": config.base_dir}
+        for mode, method in (("fit", None), ("predict", "predict"), ("predict", "serve")):
+            trial = {"mode": mode, "method": method, "batch_size": 16, "axes": {"backend": "torch"}}
+            result = run_job({"op": "trial", "config": resolved, "trial": trial})
+            print(mode, method, result["status"], result.get("error"), result["device"],
+                  result["throughput_sps"] > 0, result.get("peak_device_mib"))
+        print("tensorflow" in sys.modules)
+        gpu = {**resolved, "device": {"use": "gpu"}}
+        print(run_job({"op": "preflight", "config": gpu, "axes": {"backend": "torch"}}))
+    """, backend="torch")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["fit None ok None cpu True None", "predict predict ok None cpu True None",
+                         "predict serve ok None cpu True None"]
+    assert lines[3] == "False", "a torch trial imported TensorFlow"
+    assert lines[4] == str({"status": "config_error", "key": "device", "message": "asks for a GPU but torch sees "
+                            "none (check the driver and the framework's CUDA build with `batchbench env`)",
+                            "traceback": None})
+
+
+@pytest.mark.slow
+@needs_torch
+def test_torch_seeding_makes_the_same_weights_and_draws():
+    result = run_python("""
+        import numpy as np
+        from batchbench.worker.backends import get_backend
+
+        torch_backend = get_backend("torch")
+        torch_backend.preload()
+        torch_backend.configure_devices({"use": "auto"}, None)
+        import keras, torch
+
+        def draw():
+            torch_backend.seed(5)
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+            return (model.get_weights()[0].tolist(), float(np.random.rand()), float(torch.rand(())))
+
+        first, second = draw(), draw()
+        print(first == second, first[0] != keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)]).get_weights()[0].tolist())
+    """, backend="torch")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True"]

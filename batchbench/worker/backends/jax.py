@@ -2,7 +2,7 @@
 devices' own statistics. Nothing here imports TensorFlow.
 
 `device` picks JAX's default device; `device_memory_limit` is the XLA client's memory
-fraction (XLA_PYTHON_CLIENT_MEM_FRACTION: the limit over the GPU's memory as NVML reports
+fraction (XLA_CLIENT_MEM_FRACTION: the limit over the GPU's memory as NVML reports
 it), set before JAX starts its GPU client, and the allocator's own `bytes_limit` is reported
 back. Without a limit JAX does not preallocate (XLA_PYTHON_CLIENT_PREALLOCATE=false, as
 TensorFlow's memory growth), so NVML's per-process figure means something."""
@@ -42,7 +42,8 @@ class Jax(Backend):
         os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         if device_memory_limit:
             fraction = device_memory_limit / min(totals[i] for i in chosen)
-            os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
+            os.environ.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)  # the deprecated name: both set is an error
+            os.environ["XLA_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
         gpus = _gpus(jax)
         chosen = choose_gpus(use, None, [_total(d) for d in gpus], "JAX")  # the limit: NVML's check above
         if not gpus:
