@@ -119,7 +119,14 @@ def fake_jax(*devices: FakeJaxDevice):
         return found or list(devices)
 
     config = types.SimpleNamespace(update=updates.__setitem__, updates=updates)
-    return types.SimpleNamespace(devices=devices_of, local_devices=lambda: list(devices), config=config)
+    return types.SimpleNamespace(devices=devices_of, local_devices=lambda backend=None: devices_of(backend),
+                                 process_count=lambda: 1, config=config)
+
+
+def set_up(jax, device: dict, limit: int | None = None) -> dict:
+    """What a job does: prepare (before JAX starts), then configure."""
+    jax.prepare_devices(device, limit)
+    return jax.configure_devices(device, limit)
 
 
 def test_jax_device_peak_sums_the_accelerators_and_skips_the_cpu(monkeypatch):
@@ -129,7 +136,7 @@ def test_jax_device_peak_sums_the_accelerators_and_skips_the_cpu(monkeypatch):
     tracker = DeviceMemory("jax")
     tracker.start()
     assert tracker.peak_bytes() == 500 * MiB
-    info = get_backend("jax").configure_devices({"use": "auto"}, None)
+    info = set_up(get_backend("jax"), {"use": "auto"})
     assert get_backend("jax").on_gpu(info) is True and info["kind"] == "gpu"
 
 
@@ -137,7 +144,7 @@ def test_jax_on_a_cpu_has_no_device_figure_and_says_cpu(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", fake_jax(FakeJaxDevice("cpu", 999 * MiB)))
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: None)
     jax = get_backend("jax")
-    info = jax.configure_devices({"use": "auto"}, None)
+    info = set_up(jax, {"use": "auto"})
     assert DeviceMemory("jax").peak_bytes() is None
     assert jax.describe_device() == "cpu" and jax.on_gpu(info) is False and info["kind"] == "cpu"
 
@@ -149,11 +156,11 @@ def test_jax_device_picks_the_default_device_and_cpu_pins_the_platform(monkeypat
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: [80 * 2**30] * 2)
     monkeypatch.delenv("XLA_PYTHON_CLIENT_PREALLOCATE", raising=False)
     jax = get_backend("jax")
-    info = jax.configure_devices({"use": "gpu:1"}, None)
+    info = set_up(jax, {"use": "gpu:1"})
     assert fake.config.updates == {"jax_default_device": gpus[1]} and jax.describe_device() == "GPU 1"
     assert info["kind"] == "gpu" and info["gpus"] == [str(gpus[1])]
     assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # as TensorFlow's memory growth
-    info = jax.configure_devices({"use": "cpu"}, None)
+    info = set_up(jax, {"use": "cpu"})
     assert fake.config.updates["jax_platforms"] == "cpu" and info["kind"] == "cpu" and jax.describe_device() == "cpu"
 
 
@@ -162,7 +169,7 @@ def test_jax_device_memory_limit_is_the_xla_memory_fraction(monkeypatch):
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: [24 * 2**30])
     monkeypatch.setenv("XLA_PYTHON_CLIENT_MEM_FRACTION", ".9")  # the deprecated name, which JAX refuses beside the new
     monkeypatch.delenv("XLA_CLIENT_MEM_FRACTION", raising=False)
-    info = get_backend("jax").configure_devices({"use": "auto"}, 6 * 2**30)
+    info = set_up(get_backend("jax"), {"use": "auto"}, 6 * 2**30)
     assert os.environ["XLA_CLIENT_MEM_FRACTION"] == "0.250000" and "XLA_PYTHON_CLIENT_MEM_FRACTION" not in os.environ
     assert info["allocator_limit_mib"] == 6 * 1024  # what the allocator reports back
     monkeypatch.delenv("XLA_CLIENT_MEM_FRACTION")
@@ -180,7 +187,7 @@ def test_jax_device_requests_it_cannot_meet_are_config_errors(monkeypatch, use, 
     monkeypatch.setitem(sys.modules, "jax", fake_jax(FakeJaxDevice("cpu")))
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: totals)
     with pytest.raises(ConfigError) as caught:
-        get_backend("jax").configure_devices({"use": use}, limit)
+        set_up(get_backend("jax"), {"use": use}, limit)
     assert (caught.value.key, caught.value.reason) == (key, message)
 
 
@@ -188,7 +195,7 @@ def test_jax_asked_for_a_gpu_it_does_not_see_says_so(monkeypatch):
     monkeypatch.setitem(sys.modules, "jax", fake_jax(FakeJaxDevice("cpu")))
     monkeypatch.setattr(jax_backend, "nvml_totals", lambda: None)
     with pytest.raises(ConfigError, match="asks for a GPU but JAX sees none") as caught:
-        get_backend("jax").configure_devices({"use": "gpu"}, None)
+        set_up(get_backend("jax"), {"use": "gpu"})
     assert caught.value.key == "device"
 
 
@@ -277,6 +284,7 @@ def test_the_jax_backend_serves_seeds_and_measures_without_tensorflow():
 
         jax = get_backend("jax")
         jax.preload()
+        jax.prepare_devices({"use": "auto"}, None)
         info = jax.configure_devices({"use": "auto"}, None)
         jax.seed(3)
         import keras
@@ -294,7 +302,7 @@ def test_the_jax_backend_serves_seeds_and_measures_without_tensorflow():
     """, backend="jax")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "{'backend': 'jax'} cpu False (5, 2) None"
+    assert lines[0] == "{'backend': 'jax', 'kind': 'cpu', 'gpus': []} cpu False (5, 2) None"
     assert lines[1] == "False", "the JAX backend imported TensorFlow"
     assert lines[2] == "True", "seeding differs from keras.utils.set_random_seed"
 
@@ -378,8 +386,9 @@ def test_a_torch_trial_runs_fit_predict_and_serve_without_importing_tensorflow()
         for mode, method in (("fit", None), ("predict", "predict"), ("predict", "serve")):
             trial = {"mode": mode, "method": method, "batch_size": 16, "axes": {"backend": "torch"}}
             result = run_job({"op": "trial", "config": resolved, "trial": trial})
+            m = result["measurement"]
             print(mode, method, result["status"], result.get("error"), result["device"],
-                  result["throughput_sps"] > 0, result.get("peak_device_mib"))
+                  m["steps"] > 0 and sum(m["repeat_time_s"]) > 0, result.get("peak_device_mib"))
         print("tensorflow" in sys.modules)
         gpu = {**resolved, "device": {"use": "gpu"}}
         print(run_job({"op": "preflight", "config": gpu, "axes": {"backend": "torch"}}))

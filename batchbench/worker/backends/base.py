@@ -37,6 +37,10 @@ class Backend:
             raise ModuleNotFoundError(f"the {self.name} backend is not installed; install it with "
                                       f"pip install {how}", name=self.name) from None
 
+    def prepare_devices(self, device: dict, device_memory_limit: int | None) -> None:
+        """What must be set before the framework starts its devices and before a multi-process
+        job is joined (JAX's client settings); nothing on most backends."""
+
     def configure_devices(self, device: dict, device_memory_limit: int | None) -> dict:
         """Apply the config's `device` before any op runs; returns what was chosen."""
         return {"backend": self.name}

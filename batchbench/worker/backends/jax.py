@@ -24,15 +24,15 @@ class Jax(Backend):
     def __init__(self) -> None:
         self.device = None  # the jax.Device trials run on, once configure_devices has run
 
-    def configure_devices(self, device: dict, device_memory_limit: int | None) -> dict:
-        """Must run before JAX starts a backend (the first jax.devices() or array)."""
+    def prepare_devices(self, device: dict, device_memory_limit: int | None) -> None:
+        """Before JAX starts a backend (and before a multi-process job is joined): the platform,
+        the preallocation and the memory fraction, which JAX reads when it makes its client."""
         import jax
 
         use = device.get("use", "auto")
         if use == "cpu":
             jax.config.update("jax_platforms", "cpu")
-            self.device = jax.devices("cpu")[0]
-            return {"backend": self.name, "kind": "cpu", "gpus": []}
+            return
         totals = nvml_totals()
         if totals is not None:
             chosen = choose_gpus(use, device_memory_limit, totals, "NVML")
@@ -44,13 +44,24 @@ class Jax(Backend):
             fraction = device_memory_limit / min(totals[i] for i in chosen)
             os.environ.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)  # the deprecated name: both set is an error
             os.environ["XLA_CLIENT_MEM_FRACTION"] = f"{fraction:.6f}"
+
+    def configure_devices(self, device: dict, device_memory_limit: int | None) -> dict:
+        """After prepare_devices: the GPU `device` names among this process's own, as JAX's
+        default device (left to Keras' distribution in a multi-process job)."""
+        import jax
+
+        use = device.get("use", "auto")
+        if use == "cpu":
+            self.device = jax.local_devices(backend="cpu")[0]
+            return {"backend": self.name, "kind": "cpu", "gpus": []}
         gpus = _gpus(jax)
-        chosen = choose_gpus(use, None, [_total(d) for d in gpus], "JAX")  # the limit: NVML's check above
+        chosen = choose_gpus(use, None, [_total(d) for d in gpus], "JAX")  # the limit: NVML's check before
         if not gpus:
-            self.device = jax.devices()[0]
+            self.device = jax.local_devices()[0]
             return {"backend": self.name, "kind": "cpu", "gpus": []}
         self.device = gpus[chosen[0]]
-        jax.config.update("jax_default_device", self.device)
+        if jax.process_count() == 1:
+            jax.config.update("jax_default_device", self.device)
         stats = self.device.memory_stats() or {}
         info = {"backend": self.name, "kind": "gpu", "gpus": [str(gpus[i]) for i in chosen]}
         if "bytes_limit" in stats:
@@ -95,8 +106,9 @@ class Jax(Backend):
 
 
 def _gpus(jax) -> list:
+    """This process's GPUs (in a multi-process job jax.devices() holds the others' too)."""
     try:
-        return list(jax.devices("gpu"))
+        return list(jax.local_devices(backend="gpu"))
     except RuntimeError:  # no GPU backend (a CPU-only jaxlib, or no driver)
         return []
 
