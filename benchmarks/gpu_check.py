@@ -97,13 +97,20 @@ def run(args: list[str], log, timeout_s: float) -> tuple[int, str, float]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     log.write(f"\n$ batchbench {' '.join(args)}\n")
     log.flush()
+    proc = subprocess.Popen([sys.executable, "-m", "batchbench", *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        proc = subprocess.run([sys.executable, "-m", "batchbench", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=timeout_s)
-        code, out, err = proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as exc:
-        code, out = 124, exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err = f"timed out after {timeout_s:.0f} s\n"
+        out, err = proc.communicate(timeout=timeout_s)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        # SIGTERM: batchbench keeps what finished, ends its worker processes (which hold the GPU) and exits.
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        code, err = 124, (err or "") + f"gpu-check: ended at its budget, after {timeout_s:.0f} s\n"
     log.write(out if not args[0] == "env" else "(env record: env.json)\n")
     log.write(err)
     log.write(f"[exit {code}, {time.monotonic() - started:.1f} s]\n")
@@ -140,7 +147,8 @@ def summarise(gpu: bool, nvml: dict, outcomes: list[dict], rows: list[dict], run
         counts = {}
         for r in mine:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        lines.append(f"| {o['name']} | {o['code']} | {o['seconds']:.0f} | {len(mine)} | "
+        code = o["code"] if o["code"] is not None else f"skipped ({o.get('skipped')})"
+        lines.append(f"| {o['name']} | {code} | {o['seconds']:.0f} | {len(mine)} | "
                      f"{', '.join(f'{k} {v}' for k, v in sorted(counts.items()))} |")
     figures: dict = {"gpu": gpu, "small_version": not gpu, "checks": outcomes}
 
