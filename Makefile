@@ -35,16 +35,18 @@ test-fast: install
 	BATCHBENCH_TEST_FAST=1 $(BIN)/python -m pytest -q -m "not slow"
 
 # Keras 3 without TensorFlow: a second venv with the README's TensorFlow-free install line
-# ('.[jax]'; dev adds the test tools, no TensorFlow), then `env`, the quickstart sweep on JAX
-# (fit, predict, serve) and the backend tests in it. CI runs it after `make test`.
+# (pip install '.[jax]', not editable: the command as a user gets it; pytest beside it), then
+# `env`, the quickstart sweep on JAX (fit, predict, serve) and the backend tests in it. CI runs
+# it after `make test`.
 NOTF       ?= .venv-notf
 NOTF_STAMP := $(NOTF)/.installed
 NOTF_RUN   := $(NOTF)/quickstart-jax
 
-$(NOTF_STAMP): pyproject.toml
+$(NOTF_STAMP): pyproject.toml $(shell find batchbench -name '*.py')
 	test -x $(NOTF)/bin/python || $(PYTHON) -m venv $(NOTF)
 	$(NOTF)/bin/python -m pip install --quiet --upgrade pip
-	$(NOTF)/bin/python -m pip install --quiet -e '.[jax,dev]'
+	$(NOTF)/bin/python -m pip install --quiet '.[jax]'   # the README's line, as a user runs it
+	$(NOTF)/bin/python -m pip install --quiet pytest
 	@if $(NOTF)/bin/python -c 'import tensorflow' 2>/dev/null; then echo "$(NOTF) has TensorFlow"; exit 1; fi
 	touch $@
 
