@@ -28,7 +28,8 @@ def sweep_options(func):
                                                  "shuffled order); default: 3, more for noisy points, up to 6."),
         click.option("--max-time-s", type=float, help="Add no rounds past this many seconds of sweeping."),
         click.option("--memory-limit", help="Cap a trial's memory, e.g. 1.5GiB."),
-        click.option("--device-memory-limit", help="Give TensorFlow a logical GPU of this size, e.g. 8GiB."),
+        click.option("--device-memory-limit", help="Cap the GPU's memory at this size, e.g. 8GiB, on every backend "
+                     "(TensorFlow: a logical GPU; JAX: the XLA memory fraction; torch: the per-process fraction)."),
         click.option("--find-max", is_flag=True, default=None, help="Search the largest batch that fits."),
         click.option("--margin", help="Memory margin for the safe batch size, e.g. 10%."),
         click.option("--slo-ms", type=float, help="Latency budget per batch, in ms."),
@@ -311,14 +312,16 @@ def validate(config):
                f"batch sizes {', '.join(map(str, cfg.sweep.batch_sizes))} ({n}), modes {', '.join(cfg.sweep.modes)}")
 
 
-@main.command(short_help="What this machine and TensorFlow see.")
+@main.command(short_help="What this machine and its Keras backend see.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @click.option("--backend", default="tensorflow", help="Which Keras backend's view to report.")
 def env(as_json, backend):
-    """Detected CPU, memory, GPUs, driver, and what TensorFlow sees (from a worker)."""
+    """Detected CPU, memory, GPUs, driver, and what the Keras backend sees (from a worker)."""
+    from batchbench.backends import require_installed
     from batchbench.envinfo import busy_warning, host_environment
     from batchbench.runner import Worker, worker_env
 
+    require_installed(backend, key="--backend")
     record = host_environment()
     with Worker(worker_env(backend)) as worker:
         outcome = worker.run({"op": "env"}, timeout_s=300)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchbench.backends import check_backends
+from batchbench.backends import check_backends, check_devices, tensorflow_only_notes
 from batchbench.budget import MemoryBudget, memory_budget
 from batchbench.config import Config
 from batchbench.config.settings import settings_hash
@@ -182,6 +182,10 @@ class Sweep:
             if warning:
                 self.warnings.append(warning)
             check_backends(self.config)
+            check_devices(self.config, self.env.get("nvml") or {})
+            for note in tensorflow_only_notes(self.config):
+                self.warnings.append(note)
+                self._emit(event="note", text=note)
             self._emit(event="preflight", run_dir=str(self.run_dir), resumed=len(done))
             self.preflight = self._preflight()
             device = self.preflight.get("device") or "cpu"

@@ -238,7 +238,7 @@ def test_a_run_folder_with_planted_symlinks_is_refused(tmp_path, write_config):
 
 def test_the_example_ci_workflow_installs_from_a_checkout_under_a_free_name():
     text = (ROOT / "examples" / "github-actions" / "batchbench.yml").read_text()
-    assert "pip install batchbench" not in text and "install ./.batchbench-src" in text
+    assert "pip install batchbench" not in text and 'install "./.batchbench-src[tensorflow]"' in text
     assert "include-hidden-files: true" in text and "--edit-last" not in text
     import tomllib
 

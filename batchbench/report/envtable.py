@@ -26,13 +26,8 @@ def render_env(record: dict, warning: str | None = None) -> None:
         ("GPUs (NVML)", "; ".join(f"{g['index']}: {g['name']} {g['memory_total_mib'] / 1024:.1f} GiB"
                                   for g in nvml.get("gpus", [])) or f"none ({nvml.get('reason', 'no GPU')})"),
         ("Driver", nvml.get("driver") or "none"),
-        ("TensorFlow", str(fw.get("tensorflow"))),
         ("Keras", f"{fw.get('keras')} (backend {fw.get('keras_backend')})"),
-        ("CUDA build", f"CUDA {fw.get('cuda_build')}, cuDNN {fw.get('cudnn_build')}" if fw.get("cuda_build")
-         else "CPU-only build"),
-        ("TF devices", ", ".join(d["name"] for d in fw.get("tf_devices", [])) or str(fw.get("error", ""))),
-        ("TF threads", f"intra-op {fw.get('tf_threads', {}).get('intra_op')}, inter-op "
-                       f"{fw.get('tf_threads', {}).get('inter_op')} (0 = TensorFlow decides)"),
+        *framework_rows(fw),
         ("Thread env", ", ".join(f"{k}={v}" for k, v in (record.get("thread_env") or {}).items()) or "none set"),
     ]
     for key, value in rows:
@@ -40,3 +35,26 @@ def render_env(record: dict, warning: str | None = None) -> None:
     console.print(table)
     if warning:
         console.print(plain("warning: ", "yellow") + plain(warning))
+
+
+def framework_rows(fw: dict) -> list[tuple[str, str]]:
+    """The backend's own rows (JAX's or torch's version and devices), and TensorFlow's where
+    it is installed or is the backend."""
+    rows = []
+    if "jax" in fw:
+        rows.append(("JAX", f"{fw['jax']}: " + (", ".join(fw.get("jax_devices") or []) or "no devices")))
+    if "torch" in fw:
+        cuda = f"CUDA {fw['torch_cuda']}" if fw.get("torch_cuda") else "CPU-only build"
+        rows.append(("torch", f"{fw['torch']} ({cuda}): " + (", ".join(fw.get("torch_devices") or []) or "cpu")))
+    if fw.get("tensorflow") or fw.get("keras_backend") in (None, "tensorflow"):
+        rows += [
+            ("TensorFlow", str(fw.get("tensorflow")) if fw.get("tensorflow") else "not installed"),
+            ("CUDA build", f"CUDA {fw.get('cuda_build')}, cuDNN {fw.get('cudnn_build')}" if fw.get("cuda_build")
+             else "CPU-only build"),
+            ("TF devices", ", ".join(d["name"] for d in fw.get("tf_devices", [])) or str(fw.get("error", ""))),
+            ("TF threads", f"intra-op {fw.get('tf_threads', {}).get('intra_op')}, inter-op "
+                           f"{fw.get('tf_threads', {}).get('inter_op')} (0 = TensorFlow decides)"),
+        ]
+    else:
+        rows.append(("TensorFlow", "not installed"))
+    return rows

@@ -48,16 +48,18 @@ def run_job(request: dict) -> dict:
 def _setup(config: dict, axes: dict) -> dict:
     backend = axes.get("backend", "tensorflow")
     framework = get_backend(backend)
-    device_info = framework.configure_devices(config["device"], config["sweep"].get("device_memory_limit"))
+    limit = config["sweep"].get("device_memory_limit")
+    framework.prepare_devices(config["device"], limit)
+    distributed = config.get("_distributed")
+    joined = join_processes(distributed) if distributed else {}  # before JAX starts its devices
+    device_info = framework.configure_devices(config["device"], limit)
     import keras
 
     precision = axes.get("precision", "float32")
     keras.mixed_precision.set_global_policy(precision)
     framework.seed(int(config["sweep"]["seed"]))
     device_info["strategy"] = make_strategy(axes.get("strategy", "default"), backend, device_info)
-    distributed = config.get("_distributed")
-    if distributed:
-        device_info.update(join_processes(distributed))
+    device_info.update(joined)
     return device_info
 
 

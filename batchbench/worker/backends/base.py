@@ -37,6 +37,10 @@ class Backend:
             raise ModuleNotFoundError(f"the {self.name} backend is not installed; install it with "
                                       f"pip install {how}", name=self.name) from None
 
+    def prepare_devices(self, device: dict, device_memory_limit: int | None) -> None:
+        """What must be set before the framework starts its devices and before a multi-process
+        job is joined (JAX's client settings); nothing on most backends."""
+
     def configure_devices(self, device: dict, device_memory_limit: int | None) -> dict:
         """Apply the config's `device` before any op runs; returns what was chosen."""
         return {"backend": self.name}
@@ -100,3 +104,52 @@ def seed_keras(seed: int) -> None:
         keras.utils.set_random_seed(seed)
     finally:
         lazy_tf._available = None  # a later import of TensorFlow is seen, and seeded, as usual
+
+
+def device_problem(use: str, limit: int | None, totals: list[int], seen_by: str) -> tuple[str, str] | None:
+    """(key, message) for a device request the GPUs seen (their memory in bytes) cannot meet;
+    None when it fits. Pure: the controller gives NVML's view, a worker its framework's."""
+    if use.startswith("gpu:"):
+        indices = [int(i) for i in use.split(":", 1)[1].split(",")]
+        missing = [i for i in indices if i >= len(totals)]
+        if missing:
+            return "device", (f"asks for {use} but {seen_by} sees {len(totals)} GPU(s)"
+                              + (f" (indices 0 to {len(totals) - 1})" if totals else ""))
+        chosen = [totals[i] for i in indices]
+    elif use == "cpu":
+        chosen = []
+    else:
+        chosen = totals
+    if limit and chosen and limit > min(chosen):
+        return "sweep.device_memory_limit", (f"{limit / 2**30:g} GiB is more than the GPU's memory "
+                                             f"({min(chosen) / 2**30:.1f} GiB as {seen_by} reports it)")
+    return None
+
+
+def choose_gpus(use: str, limit: int | None, totals: list[int], seen_by: str) -> list[int]:
+    """The GPU indices `device` asks for, among the GPUs seen (their memory in bytes): a
+    missing index, a GPU asked for where there is none, or a limit larger than a GPU, is a
+    ConfigError naming the key (the worker's check, with what its framework sees)."""
+    from batchbench.errors import ConfigError
+
+    if use == "gpu" and not totals:
+        raise ConfigError(f"asks for a GPU but {seen_by} sees none (check the driver and the "
+                          "framework's CUDA build with `batchbench env`)", key="device")
+    problem = device_problem(use, limit, totals, seen_by)
+    if problem:
+        raise ConfigError(problem[1], key=problem[0])
+    if use == "cpu":
+        return []
+    if use.startswith("gpu:"):
+        return [int(i) for i in use.split(":", 1)[1].split(",")]
+    return list(range(len(totals)))
+
+
+def nvml_totals() -> list[int] | None:
+    """Each GPU's memory in bytes as NVML reports it; None without NVML."""
+    from batchbench.envinfo import gpus_from_nvml
+
+    info = gpus_from_nvml()
+    if not info.get("available"):
+        return None
+    return [int(g["memory_total_mib"] * 2**20) for g in info["gpus"]]

@@ -12,6 +12,7 @@ from batchbench.worker.backends.base import Backend
 
 class TensorFlow(Backend):
     name = "tensorflow"
+    extra = "tensorflow"
     mirrored_strategy = True
     noise_scale = True
     saved_model = True
