@@ -322,6 +322,14 @@ def test_compare_judges_max_qps_and_report_renders_serving_runs(tmp_path, capsys
     assert report_command([str(tmp_path / "base")], plots=True) == 0
     text = (tmp_path / "base" / "report.md").read_text()
     assert "**Answer:** `max_batch_size` 16" in text and "serving_latency.png" in text
+    assert report_command([str(tmp_path / "base")], fmt="html", plots=True) == 0  # the sweep's HTML renderer
+    page = (tmp_path / "base" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "**" not in page and "<table>" in page
+    assert "Answer: max_batch_size 16" in page and '<tr class="best">' in page and "data:image/png;base64," in page
+    assert page.count("<tr>") + page.count('<tr class="best">') == 1 + 4  # the header and one row per setting
+    assert report_command([str(tmp_path / "base"), str(tmp_path / "slow")], out=tmp_path / "both", fmt="html",
+                          plots=False) == 0
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["base.html", "slow.html"]
 
 
 # ---------------------------------------------------------------- bad input (no TensorFlow)
