@@ -393,6 +393,38 @@ def test_another_kind_of_run_files_its_own_rows_with_its_own_identity(tmp_path, 
     assert {s["hparams"]["offered_qps"] for s in sessions(tmp_path / "tb").values()} == {100, 200}
 
 
+def test_predict_throughput_shards_file_a_parent_each_and_their_merge_one_with_every_point(tmp_path, write_config,
+                                                                                          store, fake_worker):
+    config = write_config(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "rounds": 2}))
+    shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
+    for i, out in enumerate(shards, 1):
+        result = cli("predict-throughput", config, "--shard", f"{i}/2", "--out", out, "--mlflow", store, "-q",
+                     "--no-plots")
+        assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store)
+    run_ids = [json.loads((out / "run.json").read_text())["run_id"] for out in shards]
+    assert sorted(p.data.tags["run_id"] for p in parents) == sorted(run_ids)  # a shard's run_id is its own
+    assert {p.data.tags["batchbench.shard"] for p in parents} == {"1/2", "2/2"}
+    for parent in parents:
+        out = shards[int(parent.data.tags["batchbench.shard"][0]) - 1]
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(c.data.tags["trial_id"] for c in mine) == sorted(r["trial_id"] for r in
+                                                                        read_rows(out / "results.csv"))
+    result = cli("merge", *shards, "--out", tmp_path / "merged", "--no-plots")
+    assert result.exit_code == 0, result.output
+    result = cli("report", tmp_path / "merged", "--mlflow", store, "--no-plots")
+    assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store)
+    merged = [p for p in parents if "batchbench.shard" not in p.data.tags]
+    assert len(parents) == 3 and len(merged) == 1
+    assert set(merged[0].data.tags["batchbench.merged_from"].split(", ")) == set(run_ids)
+    mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == merged[0].info.run_id]
+    rows = read_rows(tmp_path / "merged" / "results.csv")
+    assert len(rows) == 8 and sorted(c.data.tags["trial_id"] for c in mine) == sorted(r["trial_id"] for r in rows)
+    assert any(k.startswith("recommend.") for k in merged[0].data.tags)  # picks over every shard's points
+    assert not [m for m in FRAMEWORKS if m in sys.modules]
+
+
 # ---------------------------------------------------------------- serving runs: a child per batching setting
 SERVING = {"name": "srv", "model": {"builtin": "mlp"}, "data": {"synthetic": {"samples": 1024}},
            "serving": {"slo_ms": 20, "max_batch_sizes": [4, 16], "timeouts_ms": [0, 2], "measure_top": 2}}

@@ -143,6 +143,12 @@ def run_record(run_dir: Path) -> RunRecord:
                        ("hostname", saved.environment.get("hostname")), ("config_hash", record.get("config_hash"))):
         if value is not None:
             tags[key] = text(value)
+    shard = record.get("shard") if isinstance(record.get("shard"), dict) else {}
+    if shard.get("index") and shard.get("count"):  # a shard is its own parent; the merged run is another
+        tags["batchbench.shard"] = f"{shard['index']}/{shard['count']}"
+    merged = [m.get("run_id") for m in record.get("merged_from") or () if isinstance(m, dict) and m.get("run_id")]
+    if merged:
+        tags["batchbench.merged_from"] = text(", ".join(merged))
 
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
     recommendations: dict[str, str] = {}
