@@ -443,10 +443,25 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
                                      "timeouts_ms": [0, 2], "measure_top": 1, "min_duration_s": 0.2,
                                      "max_duration_s": 0.4, "max_points": 3}})
     out = tmp_path / "run"
-    result = run_cli("serving", path, "--out", out, "--json", "--no-plots")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("serving", path, "--out", out, "--json", "--no-plots", "--mlflow", store)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: MLflow" not in result.stderr
     summary = json.loads(result.stdout)
     rows = outputs.read_serving_rows(out / outputs.SERVING_CSV)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)  # the run in MLflow: a parent, a child per setting, the answer as tags
+    found = client.search_runs([client.get_experiment_by_name("tiny-serving").experiment_id])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = {(int(r.data.params["max_batch_size"]), float(r.data.params["batch_timeout_ms"])): r
+                for r in found if "mlflow.parentRunId" in r.data.tags}
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert set(children) == {(r["max_batch_size"], r["batch_timeout_ms"]) for r in rows}
+    for key, best in outputs.setting_max(rows).items():
+        assert children[key].data.metrics.get("max_qps") == (best or {}).get("offered_qps")
+    assert parents[0].data.tags["serving.max_qps"] == ("none" if summary["serving"] is None
+                                                       else str(summary["serving"]["max_qps"]))
     measured = [r for r in rows if r["source"] == "measured"]
     assert 1 <= len(measured) <= 3 + 3  # max_points, and up to 3 repeats of the answer
     for r in measured:

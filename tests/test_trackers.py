@@ -449,6 +449,26 @@ def serving_worker(monkeypatch):
     return fake
 
 
+def test_a_settings_max_is_sent_only_when_its_search_ended():
+    """A repeat that misses takes a max back, and a tracker cannot unsay a metric."""
+    from batchbench.serving.track import SETTING, STEP, setting_row
+
+    base = {"max_batch_size": 8, "batch_timeout_ms": 2.0, "num_batch_threads": 1, "status": "ok"}
+    rows = [{**base, "source": "simulated", "offered_qps": 900.0, "slo_met": True},
+            {**base, "source": "measured", "offered_qps": 500.0, "slo_met": True, "latency_ms_p99": 10.0, "repeat": 0},
+            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": True, "latency_ms_p99": 18.0, "repeat": 0},
+            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": False, "latency_ms_p99": 31.0, "repeat": 1}]
+    running = setting_row(rows[:3], 8, 2)
+    assert "max_qps" not in running and "slo_met" not in running
+    assert running["last_offered_qps"] == 800 and running[STEP] == 2 and running["simulated_max_qps"] == 900
+    done = setting_row(rows, 8, 2, done=True)
+    assert done["max_qps"] == 500 and done["latency_ms_p99"] == 10 and done["slo_met"] is True
+    assert done["gap_pct"] == pytest.approx((900 / 500 - 1) * 100) and done[STEP] == 3
+    point = point_of(done, SETTING, step=STEP)
+    assert point.params == {"max_batch_size": 8, "batch_timeout_ms": 2, "num_batch_threads": 1} and point.step == 3
+    assert point.trial_id == "serve-b8-t2" and point.tags["slo_met"] == "true" and point.tags["source"] == "measured"
+
+
 def test_a_serving_run_files_a_child_per_setting_updated_as_its_load_points_end(tmp_path, write_config, store,
                                                                                  serving_worker):
     from mlflow.tracking import MlflowClient
@@ -485,6 +505,8 @@ def test_a_serving_run_files_a_child_per_setting_updated_as_its_load_points_end(
         # sent as each load point ended: one step per point, the metric's value its step
         assert [(m.step, m.value) for m in history] == [(n, n) for n in range(len(history))]
         assert history[-1].value == len(points) > 1
+        rates = client.get_metric_history(child.info.run_id, "last_offered_qps")
+        assert [(m.step, m.value) for m in rates] == [(n, r["offered_qps"]) for n, r in enumerate(points, 1)]
     chosen = [key for key, c in by_setting.items() if c.data.tags["answer"] == "true"]
     assert chosen == [(answer["max_batch_size"], answer["batch_timeout_ms"])]
     assert {(s["hparams"]["max_batch_size"], s["hparams"]["batch_timeout_ms"])
@@ -516,11 +538,14 @@ def test_an_interrupted_serving_run_and_its_resume_keep_one_parent(tmp_path, wri
     assert result.exit_code == 130
     parents, children = mlflow_runs(store, "srv")
     assert len(parents) == 1 and parents[0].info.status == "KILLED" and len(children) == 4
+    assert not any("max_qps" in c.data.metrics for c in children)  # a search cut short has no max yet
+    assert sum(c.data.metrics["load_points"] for c in children) == 2
     serving_worker.stop_after = None
     result = cli("serving", "--resume", out, "-q", "--no-plots")  # the tracker comes from run.json
     assert result.exit_code == 0, result.output
     parents, again = mlflow_runs(store, "srv")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(again) == 4
+    assert sum("max_qps" in c.data.metrics for c in again) == 2  # the two measured settings
     assert "serving.max_batch_size" in parents[0].data.tags
 
 

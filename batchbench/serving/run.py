@@ -63,6 +63,7 @@ class ServingRun:
         self.preflight: dict | None = None
         self.env: dict = {}
         self.simulated: dict[str, dict] = {}
+        self.searched: set[tuple[int, float]] = set()  # settings whose measured search ended
 
     # ------------------------------------------------------------------ set-up
     def _worker(self) -> Worker:
@@ -273,6 +274,8 @@ class ServingRun:
             self.warnings.append(f"max_batch_size {m}: the load test failed: {reason}")
         elif not self.options.verbose:
             log.unlink(missing_ok=True)
+        if not self.interrupted:
+            self._searched(m, entries)
 
     def _read_points(self, path: Path, offset: int, have: set) -> int:
         if not path.exists():
@@ -304,8 +307,20 @@ class ServingRun:
         if self.options.trackers:  # after serving.csv: a tracker that fails never loses a point
             from batchbench.serving.track import SETTING, STEP, setting_row
 
-            self.options.trackers.point(self.run_dir, setting_row(self.rows, row["max_batch_size"],
-                                                                  row["batch_timeout_ms"]), identity=SETTING, step=STEP)
+            key = (int(row["max_batch_size"]), float(row["batch_timeout_ms"]))
+            self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=key in self.searched),
+                                        identity=SETTING, step=STEP)
+
+    def _searched(self, m: int, entries: list[dict]) -> None:
+        """A size job ended: its settings' maxima are final (their trackers' children get them)."""
+        from batchbench.serving.track import SETTING, STEP, setting_row
+
+        for e in entries:
+            key = (m, float(e["batch_timeout_ms"]))
+            self.searched.add(key)
+            if self.options.trackers:
+                self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=True),
+                                            identity=SETTING, step=STEP)
 
     def _file_trackers(self) -> None:
         """Every setting, the parent's tags (the answer) and artifacts, its end state."""
@@ -314,7 +329,8 @@ class ServingRun:
             return
         from batchbench.serving.track import setting_points
 
-        points = setting_points(self.rows, self.summary()["serving"])
+        points = setting_points(self.rows, self.summary()["serving"],
+                                None if self.status == "complete" else self.searched)
         if trackers.run is None:  # a resume that added no row: the saved run, filed whole
             trackers.file(self.run_dir, points)
         else:
