@@ -67,6 +67,7 @@ bench: install
 	$(BIN)/python benchmarks/bench.py --compare-scale   # compare on two 100k-row runs, every format
 	$(BIN)/python benchmarks/reproduce.py               # the default quickstart sweep 3 times: does the advice hold?
 	$(BIN)/python benchmarks/compare_power.py           # compare on real reruns and a slower head
+	$(BIN)/python benchmarks/serving_check.py           # serving: does its max hold re-measured alone, 1.5x miss?
 
 # The README's plot, regenerated from a real run of the quickstart config.
 plots: install

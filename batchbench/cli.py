@@ -282,8 +282,12 @@ def predict_throughput(config, model_ref, input_shape, **kw):
 @click.option("--quiet", "-q", is_flag=True, help="No progress or tables.")
 @click.option("--verbose", "-v", is_flag=True, help="Show TensorFlow's logs and keep every job log.")
 @click.option("--no-plots", is_flag=True, help="Do not write the PNG plot.")
+@click.option("--mlflow", metavar="URI", help="Also file the run in MLflow: a parent run, a child per batching "
+                                              "setting (sqlite:///mlflow.db, http://host:5000, ...).")
+@click.option("--tensorboard", metavar="DIR", type=click.Path(path_type=Path),
+              help="Also write TensorBoard HParams logs (a session per batching setting) into DIR.")
 @_handle_errors
-def serving(config, out, resume, as_json, quiet, verbose, no_plots, **kw):
+def serving(config, out, resume, as_json, quiet, verbose, no_plots, mlflow, tensorboard, **kw):
     """Requests of one sample arrive at a Poisson rate; a dynamic batcher (TF Serving's
     max_batch_size and batch_timeout) serves them with the model's compiled call. For each
     setting, find the highest rate whose percentile latency meets the SLO; write serving.csv,
@@ -291,7 +295,7 @@ def serving(config, out, resume, as_json, quiet, verbose, no_plots, **kw):
     from batchbench.serving.command import serving_command
 
     sys.exit(serving_command(config, kw, out=out, resume=resume, as_json=as_json, quiet=quiet, verbose=verbose,
-                             plots=not no_plots))
+                             plots=not no_plots, mlflow=mlflow, tensorboard=tensorboard))
 
 
 @main.command(short_help="Check a config; run nothing.")

@@ -204,8 +204,9 @@ class SimulatedWorker:
     """A worker whose load points come from the simulator (the batcher's rule, exact service
     times): the controller's loop, resume and interrupt, in milliseconds."""
 
-    def __init__(self, stop_after: int | None = None, slower: float = 1.0):
+    def __init__(self, stop_after: int | None = None, slower: float = 1.0, samples: int = 1024):
         self.profile = {**PROFILE, "samples_ms": [[v * slower for v in s] for s in PROFILE["samples_ms"]]}
+        self.samples = samples  # the data's rows, as the preflight counts them
         self.requests: list[dict] = []
         self.measured = 0
         self.stop_after = stop_after
@@ -214,7 +215,8 @@ class SimulatedWorker:
     def run(self, request, **kw):
         self.requests.append(request)
         if request["op"] == "preflight":
-            return JobOutcome(result={"status": "ok", "samples": 1024, "params": 10, "framework": {}}, returncode=0)
+            return JobOutcome(result={"status": "ok", "samples": self.samples, "params": 10, "framework": {}},
+                              returncode=0)
         if request["op"] == "serving_profile":
             return JobOutcome(result=dict(self.profile), returncode=0)
         job, serving = request["job"], request["config"]["serving"]
@@ -320,6 +322,14 @@ def test_compare_judges_max_qps_and_report_renders_serving_runs(tmp_path, capsys
     assert report_command([str(tmp_path / "base")], plots=True) == 0
     text = (tmp_path / "base" / "report.md").read_text()
     assert "**Answer:** `max_batch_size` 16" in text and "serving_latency.png" in text
+    assert report_command([str(tmp_path / "base")], fmt="html", plots=True) == 0  # the sweep's HTML renderer
+    page = (tmp_path / "base" / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "**" not in page and "<table>" in page
+    assert "Answer: max_batch_size 16" in page and '<tr class="best">' in page and "data:image/png;base64," in page
+    assert page.count("<tr>") + page.count('<tr class="best">') == 1 + 4  # the header and one row per setting
+    assert report_command([str(tmp_path / "base"), str(tmp_path / "slow")], out=tmp_path / "both", fmt="html",
+                          plots=False) == 0
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["base.html", "slow.html"]
 
 
 # ---------------------------------------------------------------- bad input (no TensorFlow)
@@ -364,6 +374,64 @@ def test_validate_checks_a_serving_config_without_a_sweep_section():
     assert result.returncode == 0 and "valid serving config" in result.stdout and "p99 <= 20 ms" in result.stdout
 
 
+# ---------------------------------------------------------------- every data kind, with the command line's options
+def data_kinds(tmp_path) -> dict[str, dict]:
+    """One `data:` section per kind, 12 rows each, its files in tmp_path."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(12, 4)).astype("float32"), y=rng.integers(0, 3, 12))
+    (tmp_path / "table.csv").write_text("a,b,target\n" + "".join(f"{i * 0.5},{-i},{i % 3}\n" for i in range(12)))
+    (tmp_path / "loaders.py").write_text("import numpy as np\n"
+                                         "def load(n=12):\n"
+                                         "    return np.ones((n, 4), 'float32'), np.zeros(n, 'int32')\n")
+    return {"synthetic": {"synthetic": {"samples": 12}}, "npz": {"npz": {"path": "data.npz"}},
+            "csv": {"csv": {"path": "table.csv", "target": "target"}},
+            "callable": {"callable": {"function": "loaders:load", "kwargs": {"n": 12}}}}
+
+
+KINDS = ("synthetic", "npz", "csv", "callable")
+# As the command line gives them (strings, a range), over a config's serving keys.
+OVERRIDES = {"max_batch_sizes": "2-8", "timeouts_ms": "0,1.5", "rates": "100,400", "slo_ms": 30.0}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_data_kind_validates_and_takes_the_command_lines_options(tmp_path, write_config, kind):
+    from batchbench.serving.options import describe_serving_config
+
+    path = write_config({"name": f"srv-{kind}", "model": {"builtin": "mlp"}, "data": data_kinds(tmp_path)[kind],
+                         "serving": {"slo_ms": 20, "max_batch_sizes": [4], "timeouts_ms": [0]}})
+    assert "valid serving config" in describe_serving_config(path) and kind in describe_serving_config(path)
+    config, _, given = load_serving_config(path, None, {**OVERRIDES, "percentile": None})
+    assert given == set(OVERRIDES)
+    s = config.serving
+    assert (s.max_batch_sizes, s.timeouts_ms, s.rates, s.slo_ms) == ([2, 4, 8], [0, 1.5], [100, 400], 30)
+    fake = SimulatedWorker(samples=12)
+    outcome = ServingRun(config, ServingOptions(out=tmp_path / "run", given=given,
+                                                worker_factory=lambda *a: fake)).run()
+    rows = outputs.read_serving_rows(tmp_path / "run" / outputs.SERVING_CSV)
+    assert {(r["max_batch_size"], r["batch_timeout_ms"]) for r in rows if r["source"] == "simulated"} == \
+        {(m, t) for m in (2, 4, 8) for t in (0, 1.5)}
+    measured = [r for r in rows if r["source"] == "measured"]
+    assert measured and {r["offered_qps"] for r in measured} <= {100.0, 400.0}  # the rates given, no search
+    assert all(r["latency_ms_at_percentile"] <= 30 for r in measured if r["slo_met"])
+    assert outcome.summary["slo_ms"] == 30 and outcome.exit_code == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("from_cli", [False, True])
+def test_a_max_batch_size_above_the_data_is_refused_before_any_load(tmp_path, write_config, kind, from_cli):
+    path = write_config({"name": "srv", "model": {"builtin": "mlp"}, "data": data_kinds(tmp_path)[kind],
+                         "serving": {"slo_ms": 20, "max_batch_sizes": [4, 16] if not from_cli else [4]}})
+    overrides = {"max_batch_sizes": "4,16"} if from_cli else {}
+    key = "--max-batch-sizes" if from_cli else "serving.max_batch_sizes"
+    fake = SimulatedWorker(samples=12)
+    with pytest.raises(ConfigError, match=rf"{key}: got 16, above the 12 samples") as caught:
+        config, _, given = load_serving_config(path, None, overrides)  # synthetic: its size is known here
+        ServingRun(config, ServingOptions(out=tmp_path / "run", given=given, worker_factory=lambda *a: fake)).run()
+    assert caught.value.exit_code == 2
+    assert [r["op"] for r in fake.requests] == ([] if kind == "synthetic" else ["preflight"])  # no profile, no load
+    assert not (tmp_path / "run" / outputs.SERVING_CSV).exists()
+
+
 # ---------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
@@ -375,10 +443,25 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
                                      "timeouts_ms": [0, 2], "measure_top": 1, "min_duration_s": 0.2,
                                      "max_duration_s": 0.4, "max_points": 3}})
     out = tmp_path / "run"
-    result = run_cli("serving", path, "--out", out, "--json", "--no-plots")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = run_cli("serving", path, "--out", out, "--json", "--no-plots", "--mlflow", store)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: MLflow" not in result.stderr
     summary = json.loads(result.stdout)
     rows = outputs.read_serving_rows(out / outputs.SERVING_CSV)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)  # the run in MLflow: a parent, a child per setting, the answer as tags
+    found = client.search_runs([client.get_experiment_by_name("tiny-serving").experiment_id])
+    parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+    children = {(int(r.data.params["max_batch_size"]), float(r.data.params["batch_timeout_ms"])): r
+                for r in found if "mlflow.parentRunId" in r.data.tags}
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    assert set(children) == {(r["max_batch_size"], r["batch_timeout_ms"]) for r in rows}
+    for key, best in outputs.setting_max(rows).items():
+        assert children[key].data.metrics.get("max_qps") == (best or {}).get("offered_qps")
+    assert parents[0].data.tags["serving.max_qps"] == ("none" if summary["serving"] is None
+                                                       else str(summary["serving"]["max_qps"]))
     measured = [r for r in rows if r["source"] == "measured"]
     assert 1 <= len(measured) <= 3 + 3  # max_points, and up to 3 repeats of the answer
     for r in measured:

@@ -393,6 +393,186 @@ def test_another_kind_of_run_files_its_own_rows_with_its_own_identity(tmp_path, 
     assert {s["hparams"]["offered_qps"] for s in sessions(tmp_path / "tb").values()} == {100, 200}
 
 
+def test_predict_throughput_shards_file_a_parent_each_and_their_merge_one_with_every_point(tmp_path, write_config,
+                                                                                          store, fake_worker):
+    config = write_config(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "rounds": 2}))
+    shards = [tmp_path / f"shard-{i}" for i in (1, 2)]
+    for i, out in enumerate(shards, 1):
+        result = cli("predict-throughput", config, "--shard", f"{i}/2", "--out", out, "--mlflow", store, "-q",
+                     "--no-plots")
+        assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store)
+    run_ids = [json.loads((out / "run.json").read_text())["run_id"] for out in shards]
+    assert sorted(p.data.tags["run_id"] for p in parents) == sorted(run_ids)  # a shard's run_id is its own
+    assert {p.data.tags["batchbench.shard"] for p in parents} == {"1/2", "2/2"}
+    for parent in parents:
+        out = shards[int(parent.data.tags["batchbench.shard"][0]) - 1]
+        mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+        assert sorted(c.data.tags["trial_id"] for c in mine) == sorted(r["trial_id"] for r in
+                                                                        read_rows(out / "results.csv"))
+    result = cli("merge", *shards, "--out", tmp_path / "merged", "--no-plots")
+    assert result.exit_code == 0, result.output
+    result = cli("report", tmp_path / "merged", "--mlflow", store, "--no-plots")
+    assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store)
+    merged = [p for p in parents if "batchbench.shard" not in p.data.tags]
+    assert len(parents) == 3 and len(merged) == 1
+    assert set(merged[0].data.tags["batchbench.merged_from"].split(", ")) == set(run_ids)
+    mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == merged[0].info.run_id]
+    rows = read_rows(tmp_path / "merged" / "results.csv")
+    assert len(rows) == 8 and sorted(c.data.tags["trial_id"] for c in mine) == sorted(r["trial_id"] for r in rows)
+    assert any(k.startswith("recommend.") for k in merged[0].data.tags)  # picks over every shard's points
+    assert not [m for m in FRAMEWORKS if m in sys.modules]
+
+
+# ---------------------------------------------------------------- serving runs: a child per batching setting
+SERVING = {"name": "srv", "model": {"builtin": "mlp"}, "data": {"synthetic": {"samples": 1024}},
+           "serving": {"slo_ms": 20, "max_batch_sizes": [4, 16], "timeouts_ms": [0, 2], "measure_top": 2}}
+
+
+@pytest.fixture
+def serving_worker(monkeypatch):
+    """The CLI's serving command with load points made by the simulator (no processes, no
+    TensorFlow); `stop_after` load points, it is interrupted."""
+    import batchbench.serving.simulate as simulate_module
+    from batchbench.serving.run import ServingRun
+    from tests.test_serving import SimulatedWorker
+
+    monkeypatch.setattr(simulate_module, "SIM_MIN_REQUESTS", 10_000)
+    fake = SimulatedWorker()
+
+    def worker(run):
+        fake.on_interrupt = lambda: setattr(run, "interrupted", 1)
+        return fake
+
+    monkeypatch.setattr(ServingRun, "_worker", worker)
+    return fake
+
+
+def test_a_settings_max_is_sent_only_when_its_search_ended():
+    """A repeat that misses takes a max back, and a tracker cannot unsay a metric."""
+    from batchbench.serving.track import SETTING, STEP, setting_row
+
+    base = {"max_batch_size": 8, "batch_timeout_ms": 2.0, "num_batch_threads": 1, "status": "ok"}
+    rows = [{**base, "source": "simulated", "offered_qps": 900.0, "slo_met": True},
+            {**base, "source": "measured", "offered_qps": 500.0, "slo_met": True, "latency_ms_p99": 10.0, "repeat": 0},
+            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": True, "latency_ms_p99": 18.0, "repeat": 0},
+            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": False, "latency_ms_p99": 31.0, "repeat": 1}]
+    running = setting_row(rows[:3], 8, 2)
+    assert "max_qps" not in running and "slo_met" not in running
+    assert running["last_offered_qps"] == 800 and running[STEP] == 2 and running["simulated_max_qps"] == 900
+    done = setting_row(rows, 8, 2, done=True)
+    assert done["max_qps"] == 500 and done["latency_ms_p99"] == 10 and done["slo_met"] is True
+    assert done["gap_pct"] == pytest.approx((900 / 500 - 1) * 100) and done[STEP] == 3
+    point = point_of(done, SETTING, step=STEP)
+    assert point.params == {"max_batch_size": 8, "batch_timeout_ms": 2, "num_batch_threads": 1} and point.step == 3
+    assert point.trial_id == "serve-b8-t2" and point.tags["slo_met"] == "true" and point.tags["source"] == "measured"
+
+
+def test_a_serving_run_files_a_child_per_setting_updated_as_its_load_points_end(tmp_path, write_config, store,
+                                                                                 serving_worker):
+    from mlflow.tracking import MlflowClient
+
+    from batchbench.serving.outputs import read_serving_rows, setting_max
+
+    out = tmp_path / "run"
+    result = cli("serving", write_config(SERVING), "--out", out, "--mlflow", store, "--tensorboard", tmp_path / "tb",
+                 "-q", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert "warning: MLflow" not in result.output and "warning: TensorBoard" not in result.output
+    answer = json.loads((out / "run.json").read_text())["summary"]["serving"]
+    rows = read_serving_rows(out / "serving.csv")
+    measured = setting_max(rows)
+    parents, children = mlflow_runs(store, "srv")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0].data
+    assert parent.tags["serving.max_batch_size"] == str(answer["max_batch_size"])
+    assert float(parent.tags["serving.max_qps"]) == answer["max_qps"]
+    assert float(parent.params["serving.slo_ms"]) == 20 and not any(k.startswith("sweep.") for k in parent.params)
+    client = MlflowClient(store)
+    assert {"serving.csv", "run.json", "report.md"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert len(children) == 4  # every setting simulated; the two best measured too
+    by_setting = {(int(c.data.params["max_batch_size"]), float(c.data.params["batch_timeout_ms"])): c for c in children}
+    assert set(by_setting) == {(4, 0.0), (4, 2.0), (16, 0.0), (16, 2.0)}
+    assert all("simulated_max_qps" in c.data.metrics and c.data.params["num_batch_threads"] == "1" for c in children)
+    assert sorted(key for key, c in by_setting.items() if c.data.tags["source"] == "measured") == sorted(measured)
+    for key, best in measured.items():
+        child = by_setting[key]
+        points = [r for r in rows if r["source"] == "measured" and (r["max_batch_size"], r["batch_timeout_ms"]) == key]
+        assert child.data.metrics["max_qps"] == best["offered_qps"]
+        assert child.data.metrics["latency_ms_p99"] == best["latency_ms_p99"] <= 20
+        history = client.get_metric_history(child.info.run_id, "load_points")
+        # sent as each load point ended: one step per point, the metric's value its step
+        assert [(m.step, m.value) for m in history] == [(n, n) for n in range(len(history))]
+        assert history[-1].value == len(points) > 1
+        rates = client.get_metric_history(child.info.run_id, "last_offered_qps")
+        assert [(m.step, m.value) for m in rates] == [(n, r["offered_qps"]) for n, r in enumerate(points, 1)]
+    chosen = [key for key, c in by_setting.items() if c.data.tags["answer"] == "true"]
+    assert chosen == [(answer["max_batch_size"], answer["batch_timeout_ms"])]
+    assert {(s["hparams"]["max_batch_size"], s["hparams"]["batch_timeout_ms"])
+            for s in sessions(tmp_path / "tb").values()} == set(by_setting)
+    # filed again (report --mlflow): the same parent and children, nothing added
+    result = cli("report", out, "--mlflow", store, "--tensorboard", tmp_path / "tb", "--no-plots")
+    assert result.exit_code == 0, result.output
+    again_parents, again_children = mlflow_runs(store, "srv")
+    assert [p.info.run_id for p in again_parents] == [parents[0].info.run_id]
+    assert sorted(c.info.run_id for c in again_children) == sorted(c.info.run_id for c in children)
+    assert len(sessions(tmp_path / "tb")) == 4
+    assert not [m for m in FRAMEWORKS if m in sys.modules]
+
+
+def test_report_files_a_saved_serving_run_that_never_had_a_tracker(tmp_path, write_config, store, serving_worker):
+    out = tmp_path / "run"
+    assert cli("serving", write_config(SERVING), "--out", out, "-q", "--no-plots").exit_code == 0
+    result = cli("report", out, "--mlflow", store, "--no-plots")
+    assert result.exit_code == 0, result.output
+    parents, children = mlflow_runs(store, "srv")
+    assert len(parents) == 1 and len(children) == 4
+    assert sum(c.data.tags.get("answer") == "true" for c in children) == 1
+
+
+def test_an_interrupted_serving_run_and_its_resume_keep_one_parent(tmp_path, write_config, store, serving_worker):
+    out = tmp_path / "run"
+    serving_worker.stop_after = 2
+    result = cli("serving", write_config({**SERVING, "output": {"mlflow": store}}), "--out", out, "-q", "--no-plots")
+    assert result.exit_code == 130
+    parents, children = mlflow_runs(store, "srv")
+    assert len(parents) == 1 and parents[0].info.status == "KILLED" and len(children) == 4
+    assert not any("max_qps" in c.data.metrics for c in children)  # a search cut short has no max yet
+    assert sum(c.data.metrics["load_points"] for c in children) == 2
+    serving_worker.stop_after = None
+    result = cli("serving", "--resume", out, "-q", "--no-plots")  # the tracker comes from run.json
+    assert result.exit_code == 0, result.output
+    parents, again = mlflow_runs(store, "srv")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and len(again) == 4
+    assert sum("max_qps" in c.data.metrics for c in again) == 2  # the two measured settings
+    assert "serving.max_batch_size" in parents[0].data.tags
+
+
+def test_serving_with_bad_tracker_input_exits_2_before_any_load(tmp_path, write_config, serving_worker):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    plain, tracked = write_config(SERVING), write_config({**SERVING, "output": {"mlflow": "nosuchscheme://x"}}, "o.yaml")
+    for config, args, named in ((plain, ["--mlflow", "nosuchscheme://x"], "--mlflow"),
+                                (plain, ["--tensorboard", tmp_path / "blocker" / "tb"], "--tensorboard"),
+                                (tracked, [], "output.mlflow")):
+        result = cli("serving", config, "--out", tmp_path / "run", *args)
+        assert result.exit_code == 2 and named in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "run").exists() and serving_worker.requests == []
+
+
+def test_a_serving_run_with_an_unreachable_server_warns_once_and_exits_0(tmp_path, write_config, serving_worker):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = cli("serving", write_config(SERVING), "--out", tmp_path / "run", "--mlflow", f"http://127.0.0.1:{port}",
+                 "-q", "--no-plots")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("warning: MLflow") == 1 and "switched off" in result.output
+    assert f"batchbench report {tmp_path / 'run'} --mlflow" in " ".join(result.output.split())
+    rows = json.loads((tmp_path / "run" / "run.json").read_text())["summary"]
+    assert rows["serving"] is not None and (tmp_path / "run" / "serving.csv").exists()
+
+
 def test_a_trackers_object_without_exporters_is_inert(tmp_path):
     trackers = Trackers([])
     assert not trackers

@@ -11,11 +11,12 @@ point (a results.csv row). `Trackers` is what a command holds:
 
 A sweep calls `point` where its pooled row of a point is updated (sweep.py), so children appear
 as points finish. Another kind of run calls the same three with its own rows and the columns that
-name a point, e.g. serving:
+name a point, e.g. serving (serving/track.py: a child per batching setting, its step the load
+points measured):
 
-    SERVING = ("max_batch_size", "batch_timeout_ms", "offered_qps")
-    trackers.point(run_dir, row, identity=SERVING)                           # per finished point
-    trackers.finish(run_dir, points=[point_of(r, SERVING) for r in rows])    # rows: serving.csv's
+    SETTING = ("max_batch_size", "batch_timeout_ms", "num_batch_threads")
+    trackers.point(run_dir, setting_row(rows, m, t), identity=SETTING, step="load_points")  # per load point
+    trackers.finish(run_dir, points=setting_points(rows, answer))                          # at the end
 
 (every other number of a row is a metric, every word a tag; run.json's summary.serving becomes
 `serving.<key>` tags on the parent; every .csv/.json/.md/.png in the run folder an artifact). A tracker that fails is never a lost sweep: the run folder is written first, the
@@ -53,11 +54,12 @@ class Trackers:
     def __bool__(self) -> bool:
         return bool(self.exporters)
 
-    def point(self, run_dir: Path, row: dict[str, Any], identity: tuple[str, ...] = IDENTITY) -> None:
+    def point(self, run_dir: Path, row: dict[str, Any], identity: tuple[str, ...] = IDENTITY,
+              step: str = "rounds") -> None:
         """A point's row, new or updated; the first call also starts the parent from run.json."""
         if self.run is None:
             self._start(run_dir)
-        point = point_of(row, identity)
+        point = point_of(row, identity, step)
         for exporter in self.exporters:
             self._call(exporter, "point", self.run, point)
 
@@ -121,9 +123,11 @@ def file_runs(trackers: Trackers, paths: list[str | Path]) -> int:
     """`batchbench report RUN_DIR... --mlflow URI`: file each saved run; 1 when a tracker refused."""
     import sys
 
+    from batchbench.serving.track import saved_setting_points
+
     for path in paths:
         run_dir = Path(path) if Path(path).is_dir() else Path(path).parent
-        trackers.file(run_dir)
+        trackers.file(run_dir, saved_setting_points(run_dir))  # None for a sweep: results.csv's rows
     for warning in trackers.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not trackers.warnings:

@@ -62,9 +62,10 @@ def text(value: Any) -> str:
     return value if len(value) <= MAX_TEXT else value[:MAX_TEXT - 3] + "..."
 
 
-def point_of(row: dict[str, Any], identity: tuple[str, ...] = IDENTITY) -> Point:
+def point_of(row: dict[str, Any], identity: tuple[str, ...] = IDENTITY, step: str = "rounds") -> Point:
     """A results row (in memory or read back) -> Point. In memory a row is first made what
-    results.csv will hold, so a point sent mid-sweep and the same point filed later are equal."""
+    results.csv will hold, so a point sent mid-sweep and the same point filed later are equal.
+    `step`: the column that counts what measured the point (a sweep's rounds)."""
     row = saved_row(row)
     params: dict[str, Any] = {}
     for key in identity:
@@ -80,7 +81,9 @@ def point_of(row: dict[str, Any], identity: tuple[str, ...] = IDENTITY) -> Point
     tags = {k: text(v) for k, v in words.items()
             if k not in identity and k not in RUN_COLUMNS and v is not None and v != ""}
     trial_id = str(row.get("trial_id") or "-".join(str(params[k]) for k in params))
-    rounds = row.get("rounds")
+    rounds = row.get(step)
+    if isinstance(rounds, float) and rounds.is_integer():
+        rounds = int(rounds)  # a column results.csv does not know is saved as a float
     return Point(trial_id, str(row.get("status") or "unknown"), params, metrics, tags,
                  rounds if isinstance(rounds, int) and not isinstance(rounds, bool) else 0)
 
@@ -112,9 +115,10 @@ def run_record(run_dir: Path) -> RunRecord:
     git = record.get("git") or {}
 
     params: dict[str, str] = {}
-    for key, value in sorted((resolved.get("sweep") or {}).items()):
+    section = "serving" if record.get("kind") == "serving" else "sweep"  # a serving run's sweep keys are unused
+    for key, value in sorted((resolved.get(section) or {}).items()):
         if value is not None:
-            params[f"sweep.{key}"] = text(value)
+            params[f"{section}.{key}"] = text(value)
     model = next((r.get("model") for r in rows if r.get("model")), None)
     if model is None and isinstance(resolved.get("model"), dict):
         model = next((v for k, v in resolved["model"].items() if k not in ("kwargs", "compile", "input_shape")
@@ -139,6 +143,12 @@ def run_record(run_dir: Path) -> RunRecord:
                        ("hostname", saved.environment.get("hostname")), ("config_hash", record.get("config_hash"))):
         if value is not None:
             tags[key] = text(value)
+    shard = record.get("shard") if isinstance(record.get("shard"), dict) else {}
+    if shard.get("index") and shard.get("count"):  # a shard is its own parent; the merged run is another
+        tags["batchbench.shard"] = f"{shard['index']}/{shard['count']}"
+    merged = [m.get("run_id") for m in record.get("merged_from") or () if isinstance(m, dict) and m.get("run_id")]
+    if merged:
+        tags["batchbench.merged_from"] = text(", ".join(merged))
 
     summary = record.get("summary") if isinstance(record.get("summary"), dict) else {}
     recommendations: dict[str, str] = {}

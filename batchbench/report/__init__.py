@@ -78,7 +78,7 @@ def report_command(run_dirs: list[str], out: Path | None = None, fmt: Literal["m
 
         if not all(is_serving_run(d) for d in run_dirs):
             raise BatchbenchError("report: serving runs and sweeps cannot share one report; report them apart")
-        return report_serving(run_dirs, out, plots)
+        return report_serving(run_dirs, out, plots, fmt)
     from rich.rule import Rule
 
     from batchbench.report.bars import render_throughput_bars

@@ -38,6 +38,7 @@ class ServingOptions:
     given: set[str] = field(default_factory=set)      # the keys the command line set (messages name them)
     progress: Callable[[str], None] | None = None
     worker_factory: Callable[..., Worker] | None = None
+    trackers: Any = None  # export.Trackers: MLflow/TensorBoard, a child per setting (serving/track.py)
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ServingRun:
         self.preflight: dict | None = None
         self.env: dict = {}
         self.simulated: dict[str, dict] = {}
+        self.searched: set[tuple[int, float]] = set()  # settings whose measured search ended
 
     # ------------------------------------------------------------------ set-up
     def _worker(self) -> Worker:
@@ -138,6 +140,8 @@ class ServingRun:
                 except (OSError, OutputError):
                     pass
             self.start.lock.release()
+            if self.preflight is not None:
+                self._file_trackers()  # the run folder is complete first (and unlocked)
         measured = [r for r in self.rows if r.get("source") == "measured"]
         all_failed = bool(measured) and all(r.get("status") == "error" for r in measured)
         return ServingOutcome(self.run_dir, self.rows, self.summary(), self.warnings, 1 if all_failed else 0)
@@ -270,6 +274,8 @@ class ServingRun:
             self.warnings.append(f"max_batch_size {m}: the load test failed: {reason}")
         elif not self.options.verbose:
             log.unlink(missing_ok=True)
+        if not self.interrupted:
+            self._searched(m, entries)
 
     def _read_points(self, path: Path, offset: int, have: set) -> int:
         if not path.exists():
@@ -298,6 +304,37 @@ class ServingRun:
     def _append(self, row: dict) -> None:
         self.writer.append(row)
         self.rows.append(row)
+        if self.options.trackers:  # after serving.csv: a tracker that fails never loses a point
+            from batchbench.serving.track import SETTING, STEP, setting_row
+
+            key = (int(row["max_batch_size"]), float(row["batch_timeout_ms"]))
+            self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=key in self.searched),
+                                        identity=SETTING, step=STEP)
+
+    def _searched(self, m: int, entries: list[dict]) -> None:
+        """A size job ended: its settings' maxima are final (their trackers' children get them)."""
+        from batchbench.serving.track import SETTING, STEP, setting_row
+
+        for e in entries:
+            key = (m, float(e["batch_timeout_ms"]))
+            self.searched.add(key)
+            if self.options.trackers:
+                self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=True),
+                                            identity=SETTING, step=STEP)
+
+    def _file_trackers(self) -> None:
+        """Every setting, the parent's tags (the answer) and artifacts, its end state."""
+        trackers = self.options.trackers
+        if not trackers or not self.rows:
+            return
+        from batchbench.serving.track import setting_points
+
+        points = setting_points(self.rows, self.summary()["serving"],
+                                None if self.status == "complete" else self.searched)
+        if trackers.run is None:  # a resume that added no row: the saved run, filed whole
+            trackers.file(self.run_dir, points)
+        else:
+            trackers.finish(self.run_dir, points)
 
     def _ids(self) -> dict:
         return {"run_id": self.start.run_id, "name": self.config.name, "model": self.config.model.label}
