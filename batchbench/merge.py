@@ -22,7 +22,7 @@ from batchbench.plan import Trial, build_groups
 from batchbench.recommend import group_key
 from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsWriter, finite, read_run_json, write_json_atomic
 from batchbench.rounds import interval_of, precision_note
-from batchbench.rundir import RunLock, make_run_dir, now_iso, utc_stamp
+from batchbench.rundir import RunLock, make_run_dir, new_run_id, now_iso
 from batchbench.runfiles import write_atomic
 from batchbench.savedrun import SavedRun, read_run
 from batchbench.shard import Shard, shard_points
@@ -302,7 +302,7 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, prefer: str | None =
         record = {
             "schema_version": RESULTS_SCHEMA_VERSION,
             "batchbench_version": __version__,
-            "run_id": f"{config.name}-merged-{utc_stamp()}",
+            "run_id": new_run_id(f"{config.name}-merged"),
             "name": first.get("name") or config.name,
             "status": "complete" if not (unfinished or missing) else "incomplete",
             "argv": sys.argv,

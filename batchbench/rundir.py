@@ -5,6 +5,7 @@ actually ran."""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 import time
@@ -138,6 +139,12 @@ def utc_stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
 
 
+def new_run_id(name: str) -> str:
+    """A run's id beside an --out folder: its name, the UTC second and 6 random hex digits (the
+    shards of one sweep often start in the same second, and a tracker tells runs apart by it)."""
+    return f"{name}-{utc_stamp()}-{secrets.token_hex(3)}"
+
+
 def default_run_dir(config: Config) -> Path:
     return Path(config.output.dir) / config.name / utc_stamp()
 
@@ -158,7 +165,7 @@ def open_run(config: Config, out: Path | None, resume: Path | None, process_id: 
         if (run_dir / RESULTS_CSV).exists():
             raise ConfigError(f"{run_dir} already holds results; finish it with --resume {run_dir}, "
                               "or choose another --out", key="--out")
-        run_id = run_dir.name if out is None else f"{config.name}-{utc_stamp()}"
+        run_id = run_dir.name if out is None else new_run_id(config.name)
         return RunStart(run_dir, run_id, now_iso(), lock, ResultsWriter(run_dir, fault_injector=write_fault))
     except BaseException:
         lock.release()
