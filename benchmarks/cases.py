@@ -24,14 +24,16 @@ class Settings:
     warmup_steps: int = 2
     min_steps: int = 5
     rounds: int = 3  # batchbench's rounds (fresh processes); the hand-written side is one process
+    input_bound_check: bool = True  # the full bench pays for the diagnosis as a user does
 
     def sweep(self) -> dict[str, Any]:
         return {"repeats": self.repeats, "min_time_s": self.min_time_s, "rounds": self.rounds,
-                "warmup_steps": self.warmup_steps, "min_steps": self.min_steps, "seed": SEED}
+                "warmup_steps": self.warmup_steps, "min_steps": self.min_steps, "seed": SEED,
+                "input_bound_check": self.input_bound_check}
 
 
 FULL = Settings()
-QUICK = Settings(repeats=3, min_time_s=0.02, warmup_steps=1, min_steps=3, rounds=1)
+QUICK = Settings(repeats=3, min_time_s=0.02, warmup_steps=1, min_steps=3, rounds=1, input_bound_check=False)
 
 
 @dataclass(frozen=True)

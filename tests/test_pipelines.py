@@ -316,3 +316,13 @@ def test_a_sequence_length_sweep_over_two_lengths(shared_worker, tmp_path):
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_the_input_bound_check_can_be_switched_off_and_keeps_the_settings_hash(tmp_path):
+    on = config_from_dict({"model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8]}}, base_dir=tmp_path)
+    off = config_from_dict({"model": {"builtin": "mlp"}, "sweep": {"batch_sizes": [8], "input_bound_check": False}},
+                           base_dir=tmp_path)
+    assert on.sweep.input_bound_check is True and off.sweep.input_bound_check is False
+    assert "input_bound_check" not in on.resolved()["sweep"] and off.resolved()["sweep"]["input_bound_check"] is False
+    assert config_from_dict(off.resolved(), base_dir=tmp_path).sweep.input_bound_check is False
+    assert on.measurement_hash() != off.measurement_hash()

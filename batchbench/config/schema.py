@@ -358,6 +358,7 @@ class SweepSpec(_Strict):
     backend: list[Backend] = Field(default_factory=lambda: [AXIS["backend"].default])
     strategy: list[Strategy] = Field(default_factory=lambda: [AXIS["strategy"].default])
     sequence_length: list[int] | None = None  # None: the data's own length (axes() gives [None])
+    input_bound_check: bool = True  # the compute-only phase (input_bound_ratio), once per point
 
     @field_validator("percentile")
     @classmethod
@@ -535,6 +536,8 @@ class Config(_Strict):
             data.pop("serving", None)  # a sweep's settings (and so its hash) stay as they were
         if data["sweep"].get("sequence_length") is None:
             data["sweep"].pop("sequence_length", None)  # likewise for a sweep without the length axis
+        if data["sweep"].get("input_bound_check") is True:
+            data["sweep"].pop("input_bound_check")  # and with the input-bound diagnosis on (the default)
         data["output"]["dir"] = os.path.abspath(os.path.expanduser(data["output"]["dir"]))
         return data
 
