@@ -759,6 +759,7 @@ def test_two_real_tiny_sweeps(tmp_path: Path):
           repeats: 3
           rounds: 2
           min_time_s: 0.05
+          input_bound_check: false
     """))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     for run in ("base", "head"):

@@ -162,7 +162,8 @@ def test_find_max_whose_first_size_is_too_big_finds_a_maximum_below_it(tmp_path,
         "model": {"builtin": "mlp", "kwargs": {"hidden": 1024, "depth": 2}, "input_shape": [1024]},
         "data": {"synthetic": {"samples": 4096, "num_classes": 10}},
         "sweep": {"batch_sizes": [2048, 4096], "modes": ["fit"], "repeats": 1, "min_steps": 1,
-                  "min_time_s": 0, "warmup_steps": 0, "search_granularity": 512, "rounds": 1},
+                  "min_time_s": 0, "warmup_steps": 0, "search_granularity": 512, "rounds": 1,
+                  "input_bound_check": False},
     })
     # The cap: between what batch 128 and batch 2048 need, measured here, so it holds anywhere.
     free = run_cli("sweep", config, "--out", tmp_path / "free", "--batch-sizes", "128,2048", "-q")
