@@ -39,7 +39,8 @@ class ResultsFormatError(BatchbenchError):
     """A file that is not batchbench results."""
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as a CSV cell: empty for None, true/false, floats to 6 significant digits."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -51,12 +52,12 @@ def _cell(value: Any) -> str:
 
 def _line(values: Iterable[Any]) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow([_cell(v) for v in values])
+    csv.writer(buf, lineterminator="\n").writerow([cell(v) for v in values])
     return buf.getvalue()
 
 
 def parse_value(column: str, text: str) -> Any:
-    """CSV text back to Python values (the inverse of _cell)."""
+    """CSV text back to Python values (the inverse of cell)."""
     if text == "":
         return None
     if column in TEXT_COLUMNS and column != "jit_compile":
@@ -77,7 +78,7 @@ def parse_value(column: str, text: str) -> Any:
 def saved_row(row: dict[str, Any]) -> dict[str, Any]:
     """A row as results.csv reads it back (floats to the CSV's six significant digits): what an
     exporter sends while the sweep runs equals what it files from the saved run later."""
-    return {k: parse_value(k, _cell(v)) for k, v in row.items()}
+    return {k: parse_value(k, cell(v)) for k, v in row.items()}
 
 
 def _records(path: Path, text: str, strict: bool) -> tuple[list[str], list[dict[str, Any]], bool]:

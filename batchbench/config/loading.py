@@ -251,11 +251,17 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
     """Command-line overrides of sweep keys (None means 'not given'), validated like the file itself;
     an error names the option (``--batch-sizes``), not the file."""
     given = {k: v for k, v in overrides.items() if v is not None}
+    return override_section(config, "sweep", given, other=lambda loc: "--" + str(loc[-1] if loc else "?"))
+
+
+def override_section(config: Config, section: str, given: dict[str, Any], other=None) -> Config:
+    """`given` (keys of `section` set on the command line) laid over the config and validated like
+    the file itself. An error in a key of `section` names its option (``--batch-sizes``); any other
+    names ``other(loc)``, by default the key's dotted path."""
     if not given:
         return config
     raw = config.model_dump(mode="json")
-    for key, value in given.items():
-        raw["sweep"][key] = value
+    raw[section] = {**(raw.get(section) or {}), **given}
     try:
         updated = Config.model_validate(raw)
     except ValidationError as exc:
@@ -263,8 +269,11 @@ def apply_overrides(config: Config, **overrides: Any) -> Config:
         for error in exc.errors():
             loc = clean_loc(tuple(error["loc"]))
             _, message = describe(error)
-            option = loc[1] if len(loc) > 1 and loc[0] == "sweep" else loc[-1] if loc else "?"
-            problems.append(("--" + str(option).replace("_", "-"), message))
+            if len(loc) > 1 and loc[0] == section and (other is not None or loc[1] in given):
+                name = "--" + str(loc[1])
+            else:
+                name = other(loc) if other is not None else ".".join(map(str, loc))
+            problems.append((name.replace("_", "-") if name.startswith("--") else name, message))
         raise problems_error(problems, None) from None
     updated.source_file, updated.base_dir = config.source_file, config.base_dir
     return updated

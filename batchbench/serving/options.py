@@ -6,11 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from batchbench.backends import check_backends
 from batchbench.config import Config, config_from_dict, read_yaml, static_checks
-from batchbench.config.messages import clean_loc, describe, problems_error
+from batchbench.config.loading import override_section
 from batchbench.errors import ConfigError
 from batchbench.results import RUN_JSON, read_run_json
 
@@ -62,22 +60,7 @@ def load_serving_config(config_path: str | Path | None, resume: Path | None, ove
 
 
 def _apply(config: Config, given: dict[str, Any]) -> Config:
-    if not given:
-        return config
-    raw = config.model_dump(mode="json")
-    raw["serving"] = {**(raw.get("serving") or {}), **given}
-    try:
-        updated = Config.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = clean_loc(tuple(error["loc"]))
-            _, message = describe(error)
-            key = loc[1] if len(loc) > 1 and loc[0] == "serving" else None
-            problems.append((option_name(str(key)) if key in given else ".".join(map(str, loc)), message))
-        raise problems_error(problems, None) from None
-    updated.source_file, updated.base_dir = config.source_file, config.base_dir
-    return updated
+    return override_section(config, "serving", given)
 
 
 def check_against_data(config: Config, samples: int, given: set[str]) -> None:

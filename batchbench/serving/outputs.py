@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from batchbench.results import cell
 from batchbench.runfiles import open_append, refuse_symlink, write_atomic
 
 SERVING_CSV = "serving.csv"
@@ -26,16 +27,6 @@ COLUMNS = (
 )
 INT = {"max_batch_size", "num_batch_threads", "requests", "repeat"}
 TEXT = {"run_id", "name", "model", "source", "status", "error"}
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
 
 
 def _parse(column: str, text: str) -> Any:
@@ -67,7 +58,7 @@ class ServingWriter:
         writer = csv.writer(buf, lineterminator="\n")
         if fresh:
             writer.writerow(COLUMNS)
-        writer.writerow([_cell(row.get(c)) for c in COLUMNS])
+        writer.writerow([cell(row.get(c)) for c in COLUMNS])
         with open_append(self.path) as fh:
             fh.write(buf.getvalue())
             fh.flush()
@@ -105,6 +96,10 @@ def setting_max(rows: list[dict], source: str = "measured") -> dict[tuple[int, f
         met = [p for p in points if p.get("slo_met") and p["offered_qps"] < ceiling]
         out[key] = max(met, key=lambda p: p["offered_qps"]) if met else None
     return out
+
+
+# The answer's keys, as the JSON summary, the table and the trackers carry them.
+ANSWER_KEYS = ("max_batch_size", "batch_timeout_ms", "max_qps", "latency_ms_p99", "num_batch_threads")
 
 
 def choose(rows: list[dict], threads: int) -> dict | None:
