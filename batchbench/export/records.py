@@ -155,8 +155,12 @@ def run_record(run_dir: Path) -> RunRecord:
     for group, picks in (summary.get("recommendations") or {}).items():
         for key, value in (picks.items() if isinstance(picks, dict) else ()):
             recommendations[tag_key("recommend", group, key)] = "none" if value is None else text(value)
-    for key, value in (summary.get("serving") or {}).items() if isinstance(summary.get("serving"), dict) else ():
-        recommendations[tag_key("serving", key)] = "none" if value is None else text(value)
+    if "serving" in summary:  # a serving run: its answer, every key "none" when no setting met the SLO
+        from batchbench.serving.outputs import ANSWER_KEYS
+
+        answer = summary["serving"] if isinstance(summary["serving"], dict) else dict.fromkeys(ANSWER_KEYS)
+        for key, value in answer.items():
+            recommendations[tag_key("serving", key)] = "none" if value is None else text(value)
 
     artifacts = sorted(p for p in run_dir.iterdir()
                        if p.is_file() and not p.name.startswith(".") and p.suffix in ARTIFACT_SUFFIXES) \
