@@ -50,7 +50,7 @@ class LineProgress:
         elif kind == "start":
             self.total = event["total"]
             self._print(f"batchbench: {self.total} planned trial(s): the ladder, then later rounds in a shuffled order "
-                        "(noisy points get more rounds; find-max adds its search at the end)")
+                        "(noisy points near the best get more rounds; find-max adds its search at the end)")
         elif kind == "total":
             self.total = event["total"]
         elif kind == "note":

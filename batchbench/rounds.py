@@ -6,7 +6,9 @@ and predict's consistency reference is the smallest size). Later rounds run the 
 are still wanted in a seeded random order, so a slow minute of the machine lands on
 different sizes in different rounds. A point is wanted for round k while every round so far
 measured it (ok) and either k <= rounds.min, or its interval is still wider than
-rounds.rel_half_width of its throughput and k <= rounds.max.
+rounds.rel_half_width of its throughput, k <= rounds.max, and its figure can still change its
+group's pick (`contenders`): rounds past the minimum go to the sizes that compete with the
+best, not to a batch of 16 at a third of the best's throughput.
 
 `pool` turns a point's round rows into its one results.csv row; everything here is a pure
 function of plain rows, tested without processes.
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 from batchbench import inputbound
 from batchbench.config.schema import RoundsSpec
 from batchbench.lengths import tokens_per_s
+from batchbench.recommend import FLOOR
 from batchbench.stats import Interval, Stats, round_interval
 
 T = TypeVar("T")
@@ -155,23 +158,48 @@ class PooledRows:
             self.rows.append(pooled)
 
 
-def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec) -> tuple[str, bool]:
+def contenders(pooled: dict[str, dict]) -> set[str]:
+    """Of one group's pooled rows (point -> row), the points whose figure can still change the
+    group's pick: the best, and every point whose interval reaches up to FLOOR (0.90) of the
+    best's interval's low end: below that it can be tied with the best neither now nor after
+    more rounds move both (recommend.tied_with). A point without an interval contends."""
+    ok = {k: r for k, r in pooled.items() if r.get("status") == "ok" and r.get("throughput_sps")}
+    if not ok:
+        return set()
+    best_key = max(ok, key=lambda k: ok[k]["throughput_sps"])
+    best = ok[best_key]
+    best_low = best.get("throughput_sps_ci_low") or best["throughput_sps"]
+    out = {best_key}
+    for key, row in ok.items():
+        high = row.get("throughput_sps_ci_high")
+        if high is None or high >= FLOOR * best_low:
+            out.add(key)
+    return out
+
+
+def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec,
+                   settled: set[str] | frozenset[str] = frozenset()) -> tuple[str, bool]:
     """Why the rounds stopped, in words, from the points' final intervals, and whether every
-    point reached the target."""
+    point reached the target. `settled` points got no rounds past the minimum because their
+    figure cannot change the pick (`contenders`): they are counted, not held to the target."""
     measured = {k: v for k, v in intervals.items() if v is not None}
     if not measured:
         return "", True
-    wide = sorted(((v.rel_half_width, k) for k, v in measured.items() if v.rel_half_width > spec.rel_half_width),
+    judged = {k: v for k, v in measured.items() if k not in settled} or measured
+    aside = len(measured) - len(judged)
+    tail = (f"; {aside} point(s) well below their group's best kept {spec.min} round(s): more could not "
+            "change the pick") if aside and not spec.fixed else ""
+    wide = sorted(((v.rel_half_width, k) for k, v in judged.items() if v.rel_half_width > spec.rel_half_width),
                   reverse=True)
-    median = statistics.median(v.rel_half_width for v in measured.values())
+    median = statistics.median(v.rel_half_width for v in judged.values())
     if not wide:
-        return (f"every point's 95% interval is within ±{spec.rel_half_width:.0%} of its throughput "
-                f"(median ±{median:.1%}), after {min(v.n for v in measured.values())}-"
-                f"{max(v.n for v in measured.values())} rounds"), True
+        return (f"every {'contending ' if aside else ''}point's 95% interval is within ±{spec.rel_half_width:.0%} "
+                f"of its throughput (median ±{median:.1%}), after {min(v.n for v in judged.values())}-"
+                f"{max(v.n for v in judged.values())} rounds{tail}"), True
     if spec.fixed:
-        return (f"{len(wide)} of {len(measured)} points are wider than ±{spec.rel_half_width:.0%} after "
+        return (f"{len(wide)} of {len(judged)} points are wider than ±{spec.rel_half_width:.0%} after "
                 f"{spec.max} round(s) (median ±{median:.1%})"), False
     listed = ", ".join(f"{k} ±{w:.0%}" for w, k in wide[:3])
-    return (f"{len(wide)} of {len(measured)} points did not reach ±{spec.rel_half_width:.0%} within "
-            f"{spec.max} rounds (median ±{median:.1%}; widest {listed}): the machine is noisy; quiet it, "
-            f"or raise sweep.rounds.max"), False
+    return (f"{len(wide)} of {len(judged)} {'contending ' if aside else ''}points did not reach "
+            f"±{spec.rel_half_width:.0%} within {spec.max} rounds (median ±{median:.1%}; widest {listed}): the "
+            f"machine is noisy; quiet it, or raise sweep.rounds.max{tail}"), False

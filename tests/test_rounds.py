@@ -16,7 +16,7 @@ from batchbench.config.schema import RoundsSpec
 from batchbench.errors import InterruptedSweep
 from batchbench.recommend import recommend_group
 from batchbench.results import load_trial_records, read_rows
-from batchbench.rounds import pool, round_order, wants_round
+from batchbench.rounds import contenders, pool, precision_note, round_order, wants_round
 from batchbench.runner import JobOutcome
 from batchbench.stats import round_interval, t_quantile
 from batchbench.sweep import Sweep, SweepOptions
@@ -81,6 +81,32 @@ def test_rounds_stop_when_the_interval_is_narrow_enough():
     assert not wants_round(noisy, 4, spec, adaptive=False)  # multi-process: exactly min rounds
     assert not wants_round([row(1000.0), {"status": "oom"}], 3, spec)
     assert RoundsSpec.model_validate(4).fixed and RoundsSpec.model_validate(4).min == 4
+
+
+def test_contenders_are_the_best_and_the_points_whose_interval_reaches_near_it():
+    pooled = {"b16": {"status": "ok", "throughput_sps": 300.0, "throughput_sps_ci_low": 250.0,
+                      "throughput_sps_ci_high": 350.0},
+              "b64": {"status": "ok", "throughput_sps": 880.0, "throughput_sps_ci_low": 800.0,
+                      "throughput_sps_ci_high": 960.0},
+              "b256": {"status": "ok", "throughput_sps": 1000.0, "throughput_sps_ci_low": 980.0,
+                       "throughput_sps_ci_high": 1020.0},
+              "b512": {"status": "ok", "throughput_sps": 850.0, "throughput_sps_ci_low": 840.0,
+                       "throughput_sps_ci_high": 870.0},
+              "b1024": {"status": "oom"}}
+    # 0.90 x 980 = 882: b64's interval reaches it, b512's does not, b16 is far below
+    assert contenders(pooled) == {"b64", "b256"}
+    pooled["b16"].pop("throughput_sps_ci_high")  # no interval yet: it may still be anything
+    assert contenders(pooled) == {"b16", "b64", "b256"}
+    assert contenders({}) == set()
+
+
+def test_the_precision_note_holds_only_the_contenders_to_the_target():
+    spec = RoundsSpec(min=3, max=6, rel_half_width=0.05)
+    narrow, wide = round_interval([1000.0, 1001.0, 999.0]), round_interval([500.0, 800.0, 650.0])
+    note, reached = precision_note({"a": narrow, "b": wide}, spec, settled={"b"})
+    assert reached and "1 point(s) well below their group's best kept 3 round(s)" in note
+    note, reached = precision_note({"a": narrow, "b": wide}, spec)
+    assert not reached and "1 of 2 points did not reach" in note
 
 
 # ---------------------------------------------------------------- the pick
@@ -172,6 +198,15 @@ def test_adaptive_rounds_add_rounds_only_where_the_interval_is_wide(tmp_path):
     outcome = run_sweep(tmp_path / "noisy", noisy, rounds={"min": 2, "max": 5, "rel_half_width": 0.01})
     assert max(k for _, k in trials(noisy)) == 5
     assert "did not reach ±1%" in outcome.summary["rounds"]
+    # rounds past the minimum go to the sizes that compete with the best (32 and 64 here), not
+    # to 8 and 16 at a quarter and a half of it
+    per_size = {b: max(k for s, k in trials(noisy) if s == b) for b in (8, 16, 32, 64)}
+    assert per_size[32] == per_size[64] == 5 and per_size[8] <= 4  # 2 rounds (t = 12.7) tie anything
+    spread = RoundWorker(noise=0.15)
+    outcome = run_sweep(tmp_path / "spread", spread, rounds={"min": 3, "max": 5, "rel_half_width": 0.01})
+    per_size = {b: max(k for s, k in trials(spread) if s == b) for b in (8, 16, 32, 64)}
+    assert per_size[8] == per_size[16] == 3 and per_size[32] == per_size[64] == 5
+    assert "2 point(s) well below their group's best kept 3 round(s)" in outcome.summary["rounds"]
 
 
 def test_an_oom_in_a_later_round_stops_the_larger_sizes_there(tmp_path):
