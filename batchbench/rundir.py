@@ -14,10 +14,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from batchbench.config import Config, diff_settings
-from batchbench.errors import ConfigError, OutputError
+from batchbench.errors import ConfigError, InterruptedSweep, OutputError, UserFacing
 from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsWriter, load_trial_records, read_run_json
 from batchbench.runfiles import make_dir, refuse_symlink
 from batchbench.version import RESULTS_SCHEMA_VERSION
+from batchbench.worker.failures import one_line  # plain Python: no TensorFlow behind it
 
 LOCK_NAME = ".batchbench.lock"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -133,6 +134,15 @@ class RunStart:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def ended_by(exc: BaseException) -> tuple[str, str | None]:
+    """run.json's status and error for a run that ``exc`` ended. An interrupt is "interrupted"
+    (what finished waits for --resume); anything else is "failed" with its reason in one line,
+    so that neither a reader nor a tracker takes a dead run for one still going."""
+    if isinstance(exc, (InterruptedSweep, KeyboardInterrupt)):
+        return "interrupted", None
+    return "failed", exc.message if isinstance(exc, UserFacing) else one_line(exc)
 
 
 def utc_stamp() -> str:

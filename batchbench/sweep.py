@@ -27,7 +27,7 @@ from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.results import RUN_JSON, finite, save_trial_record, write_json_atomic
 from batchbench.rounds import PooledRows, contenders, interval_of, precision_note, round_order, wants_round
 from batchbench.rows import RowContext, base_row, ending, preflight_result, row_from_outcome
-from batchbench.rundir import RunStart, invocation, now_iso, open_run
+from batchbench.rundir import RunStart, ended_by, invocation, now_iso, open_run
 from batchbench.runfiles import install_handler, restore_handlers
 from batchbench.runner import JobOutcome, Worker, WorkerError, worker_env
 from batchbench.shard import Shard, check_shard, resumed_shard, shard_points
@@ -85,6 +85,7 @@ class Sweep:
         self.budget: MemoryBudget | None = None
         self.context: RowContext | None = None
         self.status = "starting"
+        self.error: str | None = None                    # what ended a failed run, in one line
         self.record: dict = {}
         self.workers: dict[str, Worker] = {}
         self.pooled = PooledRows()  # each point's rounds and its one pooled row
@@ -203,8 +204,8 @@ class Sweep:
             self._run_groups(done)
             self._noise_scale()
             self.status = "complete"
-        except InterruptedSweep:
-            self.status = "interrupted"
+        except BaseException as exc:
+            self.status, self.error = ended_by(exc)
             raise
         finally:
             restore_handlers(handlers)
@@ -456,6 +457,7 @@ class Sweep:
             "run_id": self.start.run_id,
             "name": self.config.name,
             "status": self.status,
+            "error": self.error,
             "argv": sys.argv,
             "config_file": self.config.source_file,
             "base_dir": self.config.base_dir,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from batchbench.config import config_from_dict
-from batchbench.errors import ConfigError, InterruptedSweep
+from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep
 from batchbench.runner import JobOutcome
 from batchbench.serving import outputs
 from batchbench.serving.batching import holds, point_duration_s, point_row, required_requests, schedule
@@ -303,6 +303,34 @@ def test_an_slo_below_a_single_request_measures_nothing_and_says_so(tmp_path):
                          ServingOptions(out=tmp_path / "run", worker_factory=lambda *a: fake)).run()
     assert outcome.exit_code == 0 and outcome.summary["serving"] is None and fake.measured == 0
     assert any("below the latency of a single request" in w for w in outcome.summary["warnings"])
+
+
+class FailingWorker(SimulatedWorker):
+    """A worker that fails at one job after the preflight: its result an error, or an exception."""
+
+    def __init__(self, op: str, failure: str):
+        super().__init__()
+        self.op, self.failure = op, failure
+
+    def run(self, request, **kw):
+        if request["op"] != self.op:
+            return super().run(request, **kw)
+        if self.failure == "raises":
+            raise RuntimeError("the pipe broke")
+        return JobOutcome(result={"status": "error", "error": "the model would not compile"}, returncode=1)
+
+
+@pytest.mark.parametrize("op, failure, error, reason", [
+    ("serving_profile", "error result", BatchbenchError, "the latency profile failed: the model would not compile"),
+    ("serving_points", "raises", RuntimeError, "RuntimeError: the pipe broke"),
+])
+def test_a_run_that_fails_after_preflight_ends_failed_with_its_reason(tmp_path, op, failure, error, reason):
+    fake = FailingWorker(op, failure)
+    with pytest.raises(error):
+        ServingRun(serving_config(tmp_path), ServingOptions(out=tmp_path / "run", worker_factory=lambda *a: fake)).run()
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and reason in record["error"]
+    assert record["ended_at"] >= record["started_at"]
 
 
 def test_compare_judges_max_qps_and_report_renders_serving_runs(tmp_path, capsys):

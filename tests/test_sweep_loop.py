@@ -162,3 +162,16 @@ def test_a_full_disk_between_record_and_csv_row_loses_nothing_on_resume(tmp_path
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert set(run["samples"]) == {"fit-b8", "fit-b16"} and run["samples"]["fit-b16"]["throughput_sps"]
     assert resumed.exit_code == 0
+
+
+def test_a_sweep_that_fails_after_preflight_ends_failed_with_its_reason(tmp_path):
+    def rule(mode, method, batch):
+        if batch == 16:
+            raise RuntimeError("the pipe broke")
+        return ok(batch)
+
+    with pytest.raises(RuntimeError):
+        sweep_with(rule, tmp_path, modes=["fit"])
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "failed" and record["error"] == "RuntimeError: the pipe broke"
+    assert record["ended_at"] >= record["started_at"]

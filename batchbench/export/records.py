@@ -46,7 +46,7 @@ class RunRecord:
     run_dir: Path
     run_id: str
     name: str
-    status: str                   # run.json's: running, complete, interrupted
+    status: str                   # run.json's: running, complete, interrupted, failed
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     recommendations: dict[str, str] = field(default_factory=dict)

@@ -18,7 +18,7 @@ from batchbench.envinfo import busy_warning, git_info, host_environment
 from batchbench.errors import BatchbenchError, ConfigError, InterruptedSweep, OutputError
 from batchbench.results import RUN_JSON, finite, write_json_atomic
 from batchbench.rows import preflight_result
-from batchbench.rundir import invocation, now_iso, open_run
+from batchbench.rundir import ended_by, invocation, now_iso, open_run
 from batchbench.runfiles import install_handler, restore_handlers
 from batchbench.runner import JobOutcome, Worker, WorkerError
 from batchbench.serving import outputs
@@ -59,6 +59,7 @@ class ServingRun:
         self.interrupted = 0
         self.worker: Worker | None = None
         self.status = "starting"
+        self.error: str | None = None  # what ended a failed run, in one line
         self.profile: dict | None = None
         self.preflight: dict | None = None
         self.env: dict = {}
@@ -127,8 +128,8 @@ class ServingRun:
             if self._slo_reachable(service):
                 self._measure(self._ranked())
             self.status = "complete"
-        except InterruptedSweep:
-            self.status = "interrupted"
+        except BaseException as exc:
+            self.status, self.error = ended_by(exc)
             raise
         finally:
             restore_handlers(handlers)
@@ -409,7 +410,8 @@ class ServingRun:
         settings = self.config.measured_settings()
         record = {
             "schema_version": RESULTS_SCHEMA_VERSION, "batchbench_version": __version__, "kind": "serving",
-            "run_id": self.start.run_id, "name": self.config.name, "status": self.status, "argv": sys.argv,
+            "run_id": self.start.run_id, "name": self.config.name, "status": self.status, "error": self.error,
+            "argv": sys.argv,
             "config_file": self.config.source_file, "base_dir": self.config.base_dir, "config": self.raw,
             "config_resolved": self.config.resolved(), "config_hash": settings_hash(settings),
             "measured_settings": settings, "git": git_info(self.config.base_dir) or git_info("."),
