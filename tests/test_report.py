@@ -235,6 +235,54 @@ def test_html_report_is_self_contained(run_dir: Path) -> None:
     assert "<table>" in html and "largest batch that fits in memory is 704" in html
 
 
+def make_length_run(run_dir: Path) -> Path:
+    """A run with a sequence_length axis: fit and predict at two lengths, the longer out of memory
+    at 128 (its largest batch is the largest that ran, marked +)."""
+    from batchbench.lengths import frontier
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer, rows = ResultsWriter(run_dir), []
+    for length, oom_at in ((128, None), (512, 128)):
+        for mode, method in (("fit", ""), ("predict", "serve")):
+            for batch in (8, 32, 128):
+                status = "oom" if batch == oom_at else "ok"
+                row = _row("lm", mode, method, batch, "float32", status, speedup=128 / length,
+                           sequence_length=length)
+                if status == "ok":
+                    row["tokens_per_s"] = row["throughput_sps"] * length
+                rows.append(row)
+                writer.append(row)
+    summary = summarize(rows, ["sequence_length"])
+    summary["sequence_length_frontier"] = frontier(rows, summary["recommendations"], ["sequence_length"])
+    write_json_atomic(run_dir / "run.json", {
+        "schema_version": RESULTS_SCHEMA_VERSION, "batchbench_version": "0.1.0", "run_id": "lm-1", "name": "lm",
+        "status": "complete", "config_resolved": {"sweep": {"batch_sizes": [8, 32, 128],
+                                                           "sequence_length": [128, 512]}},
+        "environment": {}, "summary": {"run_dir": str(run_dir), **summary}})
+    return run_dir
+
+
+def test_the_sequence_length_frontier_is_in_the_terminal_the_markdown_and_the_html(tmp_path: Path) -> None:
+    from batchbench.report.lengths import TITLE, length_cells
+
+    run_dir = make_length_run(tmp_path / "lm")
+    entries = json.loads((run_dir / "run.json").read_text())["summary"]["sequence_length_frontier"]
+    cells = length_cells(entries)
+    assert len(cells) == 4 and ["fit", "512", "32+", "32"] == cells[1][:4]  # the OOM at 128 caps length 512
+    terminal = CliRunner().invoke(main, ["report", str(run_dir), "--no-plots"])
+    assert terminal.exit_code == 0, terminal.output
+    assert TITLE in terminal.output
+    markdown = (run_dir / "report.md").read_text()
+    html = CliRunner().invoke(main, ["report", str(run_dir), "--no-plots", "--format", "html"])
+    assert html.exit_code == 0, html.output
+    page = (run_dir / "report.html").read_text()
+    for row in cells:
+        assert "| " + " | ".join(row) + " |" in markdown
+        assert "".join(f'<td class="num">{c}</td>' if i else f"<td>{c}</td>" for i, c in enumerate(row)) in page
+        assert all(c in terminal.output for c in row)
+    assert "+: the largest size that ran" in markdown and "+: the largest size that ran" in page
+
+
 def test_multi_run_overlay_labels_runs_by_name_and_device(tmp_path: Path) -> None:
     base = make_run(tmp_path / "base", name="cnn-base")
     head = make_run(tmp_path / "head", name="cnn-head", speedup=1.25)

@@ -10,6 +10,7 @@ from typing import Any
 from batchbench.recommend import recommend_group
 from batchbench.report.advice import advice, fastest_configurations
 from batchbench.report.columns import best_index, result_columns
+from batchbench.report.lengths import COLUMNS, NUMERIC, TITLE, length_cells, length_note, saved_frontier
 from batchbench.report.runs import SavedRun, is_number, run_labels
 
 MAX_WARNINGS = 10
@@ -76,6 +77,7 @@ def build_document(runs: list[SavedRun], images: list[Path]) -> list[Block]:
             rec = (run.summary.get("recommendations") or {}).get(key, {})
             blocks += [Heading(sub + 1, key),
                        group_table(rows, run.percentile, rec.get("best_throughput"), rec.get("tied_with_best"))]
+        blocks += _length_frontier(run, sub + 1)
         blocks += _warnings(run, sub)
         blocks += [Heading(sub, "Environment"), environment_table(run)]
     return blocks
@@ -97,6 +99,17 @@ def _recommendations(run: SavedRun) -> list[Block]:
              for key, rows in groups.items()]
     items += fastest_configurations(groups, recs)
     return [Bullets(items)] if items else [Paragraph("No trials ran.")]
+
+
+def _length_frontier(run: SavedRun, level: int) -> list[Block]:
+    """The sequence-length frontier, as the terminal shows it after the groups."""
+    entries = saved_frontier(run.summary)
+    if not entries:
+        return []
+    blocks: list[Block] = [Heading(level, TITLE.capitalize()), Table(COLUMNS, length_cells(entries), right=NUMERIC)]
+    if note := length_note(entries):
+        blocks.append(Paragraph(note))
+    return blocks
 
 
 def _warnings(run: SavedRun, level: int) -> list[Block]:

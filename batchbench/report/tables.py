@@ -108,9 +108,8 @@ def render_results(console: Console, rows: list[dict], varying: list[str], summa
     if isinstance(gap, dict) and gap:
         console.print(plain("model.predict / compiled call throughput: "
                             + ", ".join(f"b{b} {ratio:.2f}x" for b, ratio in gap.items() if is_number(ratio)), "cyan"))
-    from batchbench.report.lengths import render_length_frontier
+    from batchbench.report.lengths import render_length_frontier, saved_frontier
 
-    frontier = summary.get("sequence_length_frontier")
-    render_length_frontier(console, frontier if isinstance(frontier, list) else [])
+    render_length_frontier(console, saved_frontier(summary))
     for line in fastest_configurations(groups, recs):
         console.print(plain(line, "bold"))
