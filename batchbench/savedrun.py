@@ -187,11 +187,10 @@ class SavedRun:
 
     @property
     def device(self) -> str:
-        """The GPU TensorFlow used, else the CPU model, else what the rows say."""
+        """The GPU the Keras backend used, else the CPU model, else what the rows say."""
         env = self.environment
-        tf_gpus = [d for d in (env.get("framework") or {}).get("tf_devices") or [] if d.get("type") == "GPU"]
         nvml_gpus = (env.get("nvml") or {}).get("gpus") or []
-        if tf_gpus and nvml_gpus:
+        if _framework_saw_a_gpu(env.get("framework") or {}) and nvml_gpus:
             return str(nvml_gpus[0].get("name"))
         if env.get("cpu_model"):
             return f"CPU {env['cpu_model']}"
@@ -271,3 +270,11 @@ def read_run(path: str | Path, row_format: RowFormat = typed_rows, samples: bool
         warnings.append(f"{csv_path}: line {skipped[0]}{more} skipped: not as many cells as the header "
                         "(a damaged or hand-edited file)")
     return SavedRun(str(path), csv_path, rows, header, record, json_path, throughputs, rounds, warnings)
+
+
+def _framework_saw_a_gpu(fw: dict[str, Any]) -> bool:
+    """Whether the backend's framework listed a GPU: TensorFlow's devices (the TensorFlow
+    backend's; another backend leaves TensorFlow unimported), JAX's or torch's."""
+    tf_gpus = [d for d in fw.get("tf_devices") or [] if d.get("type") == "GPU"]
+    jax_gpus = [d for d in fw.get("jax_devices") or [] if str(d).startswith(("cuda", "gpu", "rocm"))]
+    return bool(tf_gpus or jax_gpus or fw.get("torch_devices"))

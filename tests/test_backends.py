@@ -4,6 +4,7 @@ operations each, and no TensorFlow where the backend is JAX or torch."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -55,6 +56,51 @@ def test_importing_the_backends_imports_no_framework():
     """, backend="jax")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+FRAMEWORK_FACTS = """
+    import json, sys, types
+    if "{backend}" == "torch":  # torch's own facts from a stand-in: the point is what else gets imported
+        cuda = types.SimpleNamespace(is_available=lambda: False)
+        sys.modules["torch"] = types.SimpleNamespace(__version__="2.9.0", version=types.SimpleNamespace(cuda=None),
+                                                     cuda=cuda)
+        from batchbench.worker.backends import current
+
+        info = current().framework_info()
+    else:
+        from batchbench.worker.devices import framework_info
+
+        info = framework_info()
+    print(json.dumps({{"tensorflow": info.get("tensorflow"), "imported": "tensorflow" in sys.modules,
+                      "version": info.get("{backend}")}}))
+"""
+
+
+@needs_tf
+@pytest.mark.parametrize("backend", [
+    pytest.param("jax", marks=pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                                 reason="jax is not installed (pip install batchbench[jax])")),
+    "torch"])
+def test_the_framework_facts_under_jax_or_torch_name_tensorflow_without_importing_it(backend):
+    from importlib.metadata import version
+
+    result = run_python(FRAMEWORK_FACTS.format(backend=backend), backend=backend)
+    assert result.returncode == 0, result.stderr
+    facts = json.loads(result.stdout.splitlines()[-1])
+    assert facts["imported"] is False, f"the {backend} backend's facts imported TensorFlow"
+    assert facts["tensorflow"] == version("tensorflow") and facts["version"]
+
+
+def test_the_env_table_gives_an_unimported_tensorflow_one_row():
+    from batchbench.report.envtable import framework_rows
+
+    rows = dict(framework_rows({"keras": "3.15.1", "keras_backend": "jax", "tensorflow": "2.21.0", "jax": "0.10.2",
+                                "jax_devices": ["cpu:0"]}))
+    assert rows["TensorFlow"] == "2.21.0 (installed; the jax backend leaves it unimported)"
+    assert "CUDA build" not in rows and "TF devices" not in rows  # nothing TensorFlow was not asked about
+    whole = dict(framework_rows({"keras_backend": "tensorflow", "tensorflow": "2.21.0", "cuda_build": "12.5.1",
+                                 "tf_devices": [{"name": "/physical_device:CPU:0", "type": "CPU"}]}))
+    assert whole["TF devices"] == "/physical_device:CPU:0" and whole["CUDA build"].startswith("CUDA 12.5.1")
 
 
 def test_tensorflow_only_features_are_capability_flags():

@@ -283,6 +283,18 @@ def test_the_sequence_length_frontier_is_in_the_terminal_the_markdown_and_the_ht
     assert "+: the largest size that ran" in markdown and "+: the largest size that ran" in page
 
 
+@pytest.mark.parametrize("framework", [{"keras_backend": "jax", "jax": "0.10.2", "jax_devices": ["cuda:0"]},
+                                       {"keras_backend": "torch", "torch": "2.9.0", "torch_devices": ["NVIDIA A10G"]}])
+def test_a_run_on_another_backends_gpu_is_labelled_by_that_gpu(run_dir: Path, framework: dict) -> None:
+    record = json.loads((run_dir / "run.json").read_text())
+    record["environment"]["framework"] = {"keras": "3.3.3", "tensorflow": "2.16.1", **framework}  # TF unimported
+    write_json_atomic(run_dir / "run.json", record)
+    assert load_run(run_dir).device == "NVIDIA A10G"
+    record["environment"]["framework"] = {"keras": "3.3.3", "keras_backend": "jax", "jax_devices": ["cpu:0"]}
+    write_json_atomic(run_dir / "run.json", record)
+    assert load_run(run_dir).device == "CPU AMD EPYC 7R32"
+
+
 def test_multi_run_overlay_labels_runs_by_name_and_device(tmp_path: Path) -> None:
     base = make_run(tmp_path / "base", name="cnn-base")
     head = make_run(tmp_path / "head", name="cnn-head", speedup=1.25)

@@ -39,14 +39,18 @@ def render_env(record: dict, warning: str | None = None) -> None:
 
 def framework_rows(fw: dict) -> list[tuple[str, str]]:
     """The backend's own rows (JAX's or torch's version and devices), and TensorFlow's where
-    it is installed or is the backend."""
+    it is installed or is the backend: its whole view where the worker looked (the TensorFlow
+    backend), its version alone where another backend left it unimported."""
     rows = []
     if "jax" in fw:
         rows.append(("JAX", f"{fw['jax']}: " + (", ".join(fw.get("jax_devices") or []) or "no devices")))
     if "torch" in fw:
         cuda = f"CUDA {fw['torch_cuda']}" if fw.get("torch_cuda") else "CPU-only build"
         rows.append(("torch", f"{fw['torch']} ({cuda}): " + (", ".join(fw.get("torch_devices") or []) or "cpu")))
-    if fw.get("tensorflow") or fw.get("keras_backend") in (None, "tensorflow"):
+    if fw.get("tensorflow") and "tf_devices" not in fw and fw.get("keras_backend") not in (None, "tensorflow"):
+        rows.append(("TensorFlow", f"{fw['tensorflow']} (installed; the {fw['keras_backend']} backend leaves it "
+                                   "unimported)"))
+    elif fw.get("tensorflow") or fw.get("keras_backend") in (None, "tensorflow"):
         rows += [
             ("TensorFlow", str(fw.get("tensorflow")) if fw.get("tensorflow") else "not installed"),
             ("CUDA build", f"CUDA {fw.get('cuda_build')}, cuDNN {fw.get('cudnn_build')}" if fw.get("cuda_build")

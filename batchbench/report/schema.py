@@ -22,7 +22,8 @@ GPU = {"name": str, "memory_total_mib": Num}
 ENVIRONMENT = {
     "cpu_model": str, "cpu_cores_logical": Int, "memory_total_mib": Num, "load_average": [Num], "python": str,
     "nvml": {"driver": str, "gpus": [GPU]},
-    "framework": {"tensorflow": str, "keras": str, "keras_backend": str, "tf_devices": [{"type": str}]},
+    "framework": {"tensorflow": str, "keras": str, "keras_backend": str, "tf_devices": [{"type": str}],
+                  "jax": str, "jax_devices": [str], "torch": str, "torch_devices": [str]},
 }
 SWEEP = {"batch_sizes": [BATCH], "repeats": Int, "slo_ms": Num, "percentile": Num, "memory_limit": Num,
          "device_memory_limit": Num, "target": {"metric": str, "value": Num}}

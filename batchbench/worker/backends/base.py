@@ -75,12 +75,12 @@ class Backend:
         seed_keras(seed)
 
     def framework_info(self) -> dict[str, Any]:
-        """Versions and devices for `batchbench env` and run.json. TensorFlow's view is
-        reported under every backend where TensorFlow is installed: the env table, the
-        report's device label and compare's environment check read it."""
-        from batchbench.worker.backends.tfinfo import tensorflow_view
+        """Versions and devices for `batchbench env` and run.json. TensorFlow's version is
+        reported under every backend where TensorFlow is installed (compare's environment
+        check reads it), without importing it on a backend that does not use it."""
+        from batchbench.worker.backends.tfinfo import installed_tensorflow
 
-        return tensorflow_view()
+        return installed_tensorflow()
 
 
 def seed_keras(seed: int) -> None:

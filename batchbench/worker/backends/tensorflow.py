@@ -4,6 +4,7 @@ and the features only TensorFlow has (MirroredStrategy, GradientTape, SavedModel
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from batchbench.errors import ConfigError
 from batchbench.version import DISTRIBUTION
@@ -105,6 +106,12 @@ class TensorFlow(Backend):
 
         return tf.function(lambda inputs: model(inputs, training=False), jit_compile=bool(jit_compile),
                            reduce_retracing=True), tf.convert_to_tensor
+
+    def framework_info(self) -> dict[str, Any]:
+        """TensorFlow's whole view: version, CUDA build, devices, threads."""
+        from batchbench.worker.backends.tfinfo import tensorflow_view
+
+        return tensorflow_view()
 
     def make_mirrored_strategy(self, device_info: dict):
         """tf.distribute.MirroredStrategy over the devices `device` names (logical devices

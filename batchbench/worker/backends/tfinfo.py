@@ -1,10 +1,16 @@
-"""TensorFlow's view of the machine for `batchbench env` and run.json, under every backend
-where TensorFlow is installed (the env table, the report's device label and compare read it)."""
+"""TensorFlow's view of the machine for `batchbench env` and run.json (the env table, the
+report's device label and compare read it): whole under the TensorFlow backend; under JAX or
+torch only its installed version, unless something in the process imported it anyway."""
 
 from __future__ import annotations
 
 import os
+import sys
+from importlib import metadata
 from typing import Any
+
+# The distributions that install the `tensorflow` module.
+TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly")
 
 
 def tensorflow_view() -> dict[str, Any]:
@@ -27,3 +33,17 @@ def tensorflow_view() -> dict[str, Any]:
     except ImportError:
         info["tensorflow"] = None
     return info
+
+
+def installed_tensorflow() -> dict[str, Any]:
+    """TensorFlow's version from its package metadata, never importing it: the import costs a
+    JAX or torch worker seconds and hundreds of MiB for a version string. Where the process
+    has imported TensorFlow already (a tf.data pipeline from data.callable), its whole view."""
+    if "tensorflow" in sys.modules:
+        return tensorflow_view()
+    for distribution in TF_DISTRIBUTIONS:
+        try:
+            return {"tensorflow": metadata.version(distribution)}
+        except metadata.PackageNotFoundError:
+            continue
+    return {"tensorflow": None}
