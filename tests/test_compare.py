@@ -356,6 +356,26 @@ def test_gpu_difference_is_an_environment_difference(base: Path, tmp_path: Path)
     assert {"GPU", "GPU count", "devices TensorFlow used"} <= fields
 
 
+@pytest.mark.parametrize("backend, version, other, label", [("jax", "0.10.2", "0.9.0", "JAX"),
+                                                           ("torch", "2.9.0", "2.8.1", "torch")])
+def test_a_jax_or_torch_version_difference_is_an_environment_difference(tmp_path: Path, backend, version, other,
+                                                                        label):
+    def env(v: str) -> dict:
+        on = copy.deepcopy(ENVIRONMENT)
+        on["framework"].update(keras_backend=backend, **{backend: v})
+        return on
+
+    a = make_run(tmp_path / "a", env=env(version))
+    b = make_run(tmp_path / "b", seed=2, env=env(other))
+    _, report = compare_json(a, b)
+    assert [(d["field"], d["baseline"], d["current"]) for d in report["environment"]["differences"]] == \
+        [(label, version, other)]
+    assert compare(a, b, "--strict-env").exit_code == 3
+    assert compare(a, make_run(tmp_path / "same", seed=3, env=env(version)), "--strict-env").exit_code == 0
+    _, tf_only = compare_json(make_run(tmp_path / "tf"), make_run(tmp_path / "tf2", seed=2))
+    assert backend not in tf_only["environment"]["baseline"]  # a run that never used the backend has no such field
+
+
 def test_added_and_removed_rows_are_listed(base: Path, tmp_path: Path):
     extra = {"run_id": "head", "name": "tiny", "model": "mlp", "mode": "fit", "method": None, "batch_size": 256,
              "status": "ok", "throughput_sps": 30_000.0, "trial_id": "fit-b256", "phase": "ladder",

@@ -15,8 +15,12 @@ FIELDS = [
     ("tensorflow", "TensorFlow"),
     ("keras", "Keras"),
     ("keras_backend", "Keras backend"),
+    ("jax", "JAX"),
+    ("torch", "torch"),
     ("cpu_model", "CPU model"),
 ]
+# The backends' own versions, which run.json holds only where that backend ran.
+BACKEND_VERSIONS = ("jax", "torch")
 
 
 def describe(env: dict[str, Any] | None) -> dict[str, Any]:
@@ -35,6 +39,7 @@ def describe(env: dict[str, Any] | None) -> dict[str, Any]:
         "keras": framework.get("keras"),
         "keras_backend": framework.get("keras_backend"),
     }
+    out.update((key, framework[key]) for key in BACKEND_VERSIONS if framework.get(key) is not None)
     devices = framework.get("tf_devices")
     if isinstance(devices, list):
         kinds = [str(d.get("type")) for d in devices if isinstance(d, dict)]
