@@ -142,7 +142,7 @@ def ended_by(exc: BaseException) -> tuple[str, str | None]:
     so that neither a reader nor a tracker takes a dead run for one still going."""
     if isinstance(exc, (InterruptedSweep, KeyboardInterrupt)):
         return "interrupted", None
-    return "failed", exc.message if isinstance(exc, UserFacing) else one_line(exc)
+    return "failed", " ".join(exc.message.split()) if isinstance(exc, UserFacing) else one_line(exc)
 
 
 def utc_stamp() -> str:
