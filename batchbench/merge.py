@@ -21,7 +21,7 @@ from batchbench.errors import BatchbenchError, ConfigError, OutputError
 from batchbench.plan import Trial, build_groups
 from batchbench.recommend import group_key
 from batchbench.results import RESULTS_CSV, RUN_JSON, ResultsWriter, finite, read_run_json, write_json_atomic
-from batchbench.rounds import interval_of, precision_note
+from batchbench.rounds import interval_of, precision_note, settled
 from batchbench.rundir import RunLock, make_run_dir, new_run_id, now_iso
 from batchbench.runfiles import write_atomic
 from batchbench.savedrun import SavedRun, read_run
@@ -289,7 +289,8 @@ def merge_runs(run_dirs: list[str | Path], out: str | Path, prefer: str | None =
     summary = sweep_summary(config, rows, frontier, noise, warnings + shard_warnings, noisy, unstable, str(out))
     intervals = {tid: interval_of(rounds[tid]) for tid, (_, row) in chosen.items()
                  if tid in rounds and row.get("phase") in (None, "", "ladder")}
-    note, _ = precision_note(intervals, config.sweep.rounds)
+    note, _ = precision_note(intervals, config.sweep.rounds,
+                             settled(rows, config.varying_axes(), config.sweep.slo_ms))
     if note:
         summary["rounds"] = note
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from batchbench import inputbound
 from batchbench.config.schema import RoundsSpec
 from batchbench.lengths import tokens_per_s
-from batchbench.recommend import FLOOR
+from batchbench.recommend import FLOOR, group_key
 from batchbench.stats import Interval, Stats, round_interval
 
 T = TypeVar("T")
@@ -158,23 +158,32 @@ class PooledRows:
             self.rows.append(pooled)
 
 
-def contenders(pooled: dict[str, dict]) -> set[str]:
-    """Of one group's pooled rows (point -> row), the points whose figure can still change the
-    group's pick: the best, and every point whose interval reaches up to FLOOR (0.90) of the
-    best's interval's low end: below that it can be tied with the best neither now nor after
-    more rounds move both (recommend.tied_with). A point without an interval contends."""
-    ok = {k: r for k, r in pooled.items() if r.get("status") == "ok" and r.get("throughput_sps")}
-    if not ok:
-        return set()
-    best_key = max(ok, key=lambda k: ok[k]["throughput_sps"])
-    best = ok[best_key]
-    best_low = best.get("throughput_sps_ci_low") or best["throughput_sps"]
-    out = {best_key}
-    for key, row in ok.items():
-        high = row.get("throughput_sps_ci_high")
-        if high is None or high >= FLOOR * best_low:
-            out.add(key)
+def contenders(rows: Sequence[dict], varying: Sequence[str] = (), slo_ms: float | None = None) -> set[str]:
+    """The trial_ids of the pooled ladder rows whose figure can still change their group's pick:
+    each group's best, and every point whose interval reaches up to FLOOR (0.90) of the best's
+    interval's low end; below that a point can be tied with the best neither now nor after more
+    rounds move both (recommend.tied_with). A point without an interval contends; with an SLO,
+    every predict point does (the SLO's pick reads latency, not ties with the best)."""
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        if row.get("status") == "ok" and row.get("throughput_sps") and row.get("phase") in (None, "", "ladder"):
+            groups.setdefault(group_key(row, list(varying)), []).append(row)
+    out: set[str] = set()
+    for members in groups.values():
+        best = max(members, key=lambda r: r["throughput_sps"])
+        best_low = best.get("throughput_sps_ci_low") or best["throughput_sps"]
+        for row in members:
+            high = row.get("throughput_sps_ci_high")
+            if row is best or high is None or high >= FLOOR * best_low \
+                    or (slo_ms is not None and row.get("mode") == "predict"):
+                out.add(row["trial_id"])
     return out
+
+
+def settled(rows: Sequence[dict], varying: Sequence[str] = (), slo_ms: float | None = None) -> set[str]:
+    """The ladder points that can no longer change their group's pick (not `contenders`)."""
+    ladder = {r["trial_id"] for r in rows if r.get("status") == "ok" and r.get("phase") in (None, "", "ladder")}
+    return ladder - contenders(rows, varying, slo_ms)
 
 
 def precision_note(intervals: dict[str, Interval | None], spec: RoundsSpec,

@@ -25,7 +25,7 @@ from batchbench.errors import BatchbenchError, InterruptedSweep, OutputError
 from batchbench.frontier import frontier
 from batchbench.plan import GroupPlan, Skip, Trial, build_groups
 from batchbench.results import RUN_JSON, finite, save_trial_record, write_json_atomic
-from batchbench.rounds import PooledRows, contenders, interval_of, precision_note, round_order, wants_round
+from batchbench.rounds import PooledRows, contenders, interval_of, precision_note, round_order, settled, wants_round
 from batchbench.rows import RowContext, base_row, ending, preflight_result, row_from_outcome
 from batchbench.rundir import RunStart, ended_by, invocation, now_iso, open_run
 from batchbench.runfiles import install_handler, restore_handlers
@@ -276,7 +276,7 @@ class Sweep:
                   if self.pooled.status(Trial(plan.group, b).trial_id) == "ok"]
         why = ""
         for number in range(2, spec.max + 1):
-            contending = self._contending(points)
+            contending = contenders([self.pooled.row(t.trial_id) for t in points], *self._pick_inputs())
             due = [t for t in points if wants_round(self.pooled.by_point.get(t.trial_id, []), number, spec, adaptive)
                    and (number <= spec.min or t.trial_id in contending)]
             if not due:
@@ -300,28 +300,17 @@ class Sweep:
             self._emit(event="total", total=self.total)
         intervals = {tid: interval_of(rows) for tid, rows in self.pooled.by_point.items()
                      if rows and rows[0].get("phase") in (None, "ladder")}
-        settled = {t.trial_id for t in points} - self._contending(points)
-        note, reached = precision_note(intervals, spec, settled)
+        note, reached = precision_note(intervals, spec,
+                                       settled([self.pooled.row(t.trial_id) for t in points], *self._pick_inputs()))
         if note:
             self.precision = note + why
             self._emit(event="note", text=f"rounds: {self.precision}")
             if not reached:
                 self.warnings.append(f"rounds: {self.precision}")
 
-    def _contending(self, points: list[Trial]) -> set[str]:
-        """The points whose figures can still change their group's pick (rounds.contenders);
-        with an SLO, every predict point (the SLO's pick reads latency, not the best's ties)."""
-        groups: dict[str, dict[str, dict]] = {}
-        for t in points:
-            groups.setdefault(t.group.key, {})[t.trial_id] = self.pooled.row(t.trial_id)
-        slo = self.config.sweep.slo_ms is not None
-        out: set[str] = set()
-        for t in points:
-            if slo and t.group.mode == "predict":
-                out.add(t.trial_id)
-        for rows in groups.values():
-            out |= contenders(rows)
-        return out
+    def _pick_inputs(self) -> tuple[list[str], float | None]:
+        """What the groups' picks depend on besides the rows: the varying axes and the SLO."""
+        return self.config.varying_axes(), self.config.sweep.slo_ms
 
     def _point(self, trial: Trial, done: dict[str, dict], skip: str | None = None) -> str:
         """Run (or take from an earlier session) one round of one point; returns the status of

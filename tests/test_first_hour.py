@@ -159,7 +159,10 @@ def test_a_sweep_writing_to_a_file_shows_each_trial_as_it_finishes(kind_configs,
 def test_find_max_whose_first_size_is_too_big_finds_a_maximum_below_it(tmp_path, write_config):
     config = write_config({
         "name": "too-big",
-        "model": {"builtin": "mlp", "kwargs": {"hidden": 1024, "depth": 2}, "input_shape": [1024]},
+        # Wide and shallow: activations grow by ~90 MiB per 1024 samples of batch, ten times the
+        # spread of one trial's peak between fresh processes (a deep 1024-wide MLP grew by 110
+        # MiB from 128 to 2048 against a ±25 MiB spread, and its cap sometimes fell below 128).
+        "model": {"builtin": "mlp", "kwargs": {"hidden": 8192, "depth": 1}, "input_shape": [128]},
         "data": {"synthetic": {"samples": 4096, "num_classes": 10}},
         "sweep": {"batch_sizes": [2048, 4096], "modes": ["fit"], "repeats": 1, "min_steps": 1,
                   "min_time_s": 0, "warmup_steps": 0, "search_granularity": 512, "rounds": 1,

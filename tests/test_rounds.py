@@ -16,7 +16,7 @@ from batchbench.config.schema import RoundsSpec
 from batchbench.errors import InterruptedSweep
 from batchbench.recommend import recommend_group
 from batchbench.results import load_trial_records, read_rows
-from batchbench.rounds import contenders, pool, precision_note, round_order, wants_round
+from batchbench.rounds import contenders, pool, precision_note, round_order, settled, wants_round
 from batchbench.runner import JobOutcome
 from batchbench.stats import round_interval, t_quantile
 from batchbench.sweep import Sweep, SweepOptions
@@ -84,20 +84,24 @@ def test_rounds_stop_when_the_interval_is_narrow_enough():
 
 
 def test_contenders_are_the_best_and_the_points_whose_interval_reaches_near_it():
-    pooled = {"b16": {"status": "ok", "throughput_sps": 300.0, "throughput_sps_ci_low": 250.0,
-                      "throughput_sps_ci_high": 350.0},
-              "b64": {"status": "ok", "throughput_sps": 880.0, "throughput_sps_ci_low": 800.0,
-                      "throughput_sps_ci_high": 960.0},
-              "b256": {"status": "ok", "throughput_sps": 1000.0, "throughput_sps_ci_low": 980.0,
-                       "throughput_sps_ci_high": 1020.0},
-              "b512": {"status": "ok", "throughput_sps": 850.0, "throughput_sps_ci_low": 840.0,
-                       "throughput_sps_ci_high": 870.0},
-              "b1024": {"status": "oom"}}
+    def row(batch, tp=None, low=None, high=None, mode="fit", status="ok"):
+        return {"trial_id": f"{mode}-b{batch}", "mode": mode, "method": "predict" if mode == "predict" else "",
+                "batch_size": batch, "status": status, "phase": "ladder", "throughput_sps": tp,
+                "throughput_sps_ci_low": low, "throughput_sps_ci_high": high}
+
+    rows = [row(16, 300.0, 250.0, 350.0), row(64, 880.0, 800.0, 960.0), row(256, 1000.0, 980.0, 1020.0),
+            row(512, 850.0, 840.0, 870.0), row(1024, status="oom")]
     # 0.90 x 980 = 882: b64's interval reaches it, b512's does not, b16 is far below
-    assert contenders(pooled) == {"b64", "b256"}
-    pooled["b16"].pop("throughput_sps_ci_high")  # no interval yet: it may still be anything
-    assert contenders(pooled) == {"b16", "b64", "b256"}
-    assert contenders({}) == set()
+    assert contenders(rows) == {"fit-b64", "fit-b256"}
+    assert settled(rows) == {"fit-b16", "fit-b512"}
+    # each group has its own best: a slow predict group's best contends
+    predict = [row(16, 100.0, 90.0, 110.0, mode="predict"), row(64, 50.0, 45.0, 55.0, mode="predict")]
+    assert contenders(rows + predict) == {"fit-b64", "fit-b256", "predict-b16"}
+    # with an SLO every predict point stays in: the SLO's pick reads latency
+    assert contenders(rows + predict, slo_ms=5.0) == {"fit-b64", "fit-b256", "predict-b16", "predict-b64"}
+    rows[0]["throughput_sps_ci_high"] = None  # no interval yet: it may still be anything
+    assert contenders(rows) == {"fit-b16", "fit-b64", "fit-b256"}
+    assert contenders([]) == set()
 
 
 def test_the_precision_note_holds_only_the_contenders_to_the_target():
