@@ -112,8 +112,9 @@ def hog_spread(spec: dict, rounds: int = HOG_ROUNDS) -> list[Figure]:
         worst = max(0.0, -low, high)
         figures.append(Figure("memory", f"{name}: peak_host_mib spread over {len(ok)} runs, {kind}"
                                         + (" (2 busy-looping processes beside it)" if kind == "hog" else ""),
-                              100 * worst, "%", goal, worst <= REPRODUCE, spread_low=med * (1 + low),
-                              spread_high=med * (1 + high), detail=f"median {med:.0f} MiB"))
+                              100 * worst, "%", goal, worst <= REPRODUCE, spread_low=100 * low,
+                              spread_high=100 * high,  # the runs' deviations from their median, in %
+                              detail=f"median {med:.0f} MiB, runs {med * (1 + low):.0f}-{med * (1 + high):.0f} MiB"))
     return figures
 
 
