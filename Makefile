@@ -22,10 +22,12 @@ sweep: install
 predict: install
 	$(BIN)/batchbench predict-throughput
 
-# Two workers, one test file each at a time (a file shares its worker server and fixtures);
-# then, alone, the few tests whose memory relations another test beside them would disturb.
+# Three workers on two cores (a third of the suite's time is waiting: timeouts, real-time load,
+# child processes), one test file each at a time (a file shares its worker server and fixtures;
+# each worker keeps a broker that imports TensorFlow once, tests/conftest.py); then, alone, the
+# few tests whose memory relations another test beside them would disturb.
 test: install
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -n 3 --dist loadfile -m "not serial"
 	$(BIN)/python -m pytest -q -m serial
 
 # The edit-test loop: every test that needs no TensorFlow (config, plan, rows, results,

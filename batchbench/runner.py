@@ -27,6 +27,14 @@ POLL_S = 0.05
 USER_PATH_VAR = "BATCHBENCH_USER_PATH"  # read by worker/server.py
 WINDOW_PATH_KEY = "window_path"  # the request's key for the memory window's marker (worker/trackers.py)
 WINDOW_FILE = "memory_window.json"
+# A broker's socket (worker/broker.py): where set, a worker server is forked from a process that
+# imported the frameworks already, if nothing that takes effect at import differs (IMPORT_VARS).
+BROKER_VAR = "BATCHBENCH_WORKER_BROKER"
+IMPORT_VARS = ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "ABSL_MIN_LOG_LEVEL", "BATCHBENCH_VERBOSE", "PYTHONPATH",
+               "TF_ENABLE_ONEDNN_OPTS", "TF_USE_LEGACY_KERAS", "CUDA_VISIBLE_DEVICES", "XLA_FLAGS", "TF_XLA_FLAGS",
+               "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+               "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION",
+               "JAX_PLATFORMS", "KERAS_HOME", "LD_PRELOAD", "MALLOC_ARENA_MAX")
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 # Runs a module of this very batchbench (the one the controller runs) under `python -P`: no
@@ -116,7 +124,8 @@ class Worker:
         if self.log_path and not self.verbose:
             stderr = _open_log(self.log_path)
         try:
-            self.proc = subprocess.Popen(
+            self.proc = _brokered(self.env, stderr) if self.env.get(BROKER_VAR) else None
+            self.proc = self.proc or subprocess.Popen(
                 python_command("batchbench.worker.server"),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=self.env,
                 start_new_session=True,  # Ctrl-C in the terminal reaches the controller only
@@ -126,7 +135,7 @@ class Worker:
         finally:
             if stderr not in (None, subprocess.DEVNULL):
                 stderr.close()
-        self._buffer = b""
+        self._buffer = self.proc.buffered if isinstance(self.proc, BrokeredServer) else b""
         ready = self._read_event(READY_TIMEOUT_S)
         if ready is None or ready.get("event") != "ready":
             self._kill_server()
@@ -309,6 +318,73 @@ class Worker:
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
+
+
+class BrokeredServer:
+    """A worker server forked by a broker (worker/broker.py), behind the few parts of Popen's
+    interface the Worker uses: it is not this process's child, so its end is seen by its pid."""
+
+    def __init__(self, sock, pid: int, buffered: bytes):
+        self.sock, self.pid, self.buffered = sock, pid, buffered
+        self.stdin = sock.makefile("wb")
+        self.stdout = sock.makefile("rb", buffering=0)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None and not psutil.pid_exists(self.pid):
+            self.returncode = -signal.SIGKILL  # its exit status went to the broker
+        if self.returncode is None:
+            try:
+                if psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE:
+                    self.returncode = -signal.SIGKILL
+            except psutil.Error:
+                self.returncode = -signal.SIGKILL
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired("worker server", timeout)
+            time.sleep(0.01)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def _brokered(env: dict[str, str], stderr: Any) -> BrokeredServer | None:
+    """A server forked by the broker named in env, or None (no broker there, or it refused:
+    something that takes effect at import differs), and the controller starts its own."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(env[BROKER_VAR])
+        header = {"env": env, "cwd": os.getcwd(), "package_dir": str(PACKAGE_DIR), "python": sys.executable}
+        log = stderr.fileno() if hasattr(stderr, "fileno") else (sys.stderr.fileno() if stderr is None else None)
+        socket.send_fds(sock, [(json.dumps(header) + "\n").encode()], [log] if log is not None else [])
+        sock.settimeout(READY_TIMEOUT_S)
+        data = b""
+        while b"\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("the broker hung up")
+            data += chunk
+        sock.settimeout(None)
+    except (OSError, ValueError):
+        sock.close()
+        return None
+    line, rest = data.split(b"\n", 1)
+    event = json.loads(line)
+    if event.get("event") != "ready":
+        sock.close()
+        return None  # refused
+    return BrokeredServer(sock, int(event["pid"]), line + b"\n" + rest)
 
 
 def _window_marker(path: str) -> dict | None:

@@ -3,7 +3,6 @@ valid, hold every finished trial, and --resume must complete the run without rep
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -15,10 +14,10 @@ import pytest
 
 from batchbench.errors import OutputError
 from batchbench.results import read_rows
-from tests.conftest import ROOT, run_cli, tiny_config
+from tests.conftest import ROOT, own_children, run_cli, tiny_config
 from tests.test_isolation import assert_helpers_gone, wait_for, write_spawners
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_worker_server")]  # the worker lifecycle itself
 
 SLOW_TRIALS = {"batch_sizes": [8, 16, 32, 64], "modes": ["predict"], "methods": ["serve"], "repeats": 3,
                "min_time_s": 0.3, "min_steps": 3, "warmup_steps": 1, "rounds": 1}
@@ -92,8 +91,7 @@ def test_first_interrupt_keeps_what_finished_and_prints_the_resume_command(tmp_p
     assert "Traceback" not in stderr
     before = read_rows(run_dir / "results.csv")
     assert 1 <= len(before) < 4 and all(r["status"] == "ok" for r in before)
-    assert not any(p.pid for p in psutil.Process().children(recursive=True) if p.name().startswith("python")
-                   and p.ppid() == proc.pid)
+    assert not any(p.pid for p in own_children() if p.name().startswith("python") and p.ppid() == proc.pid)
     assert_resume_completes(None, run_dir, before)  # exactly the printed command
 
 
@@ -175,4 +173,4 @@ def test_a_write_that_fails_mid_run_is_a_clear_error_and_damages_nothing(tmp_pat
     import json
 
     json.loads((run_dir / "run.json").read_text())  # still whole
-    assert not [p for p in psutil.Process(os.getpid()).children(recursive=True)]  # no worker left behind
+    assert not own_children()  # no worker left behind

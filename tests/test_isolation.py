@@ -156,7 +156,7 @@ def test_git_metadata_runs_no_program_the_repository_names(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("ending, returncode", [("finished", 0), (signal.SIGINT, 130), (signal.SIGKILL, -9)],
                          ids=["finished", "interrupted", "controller-killed"])
-def test_helper_processes_a_trial_starts_end_with_it(tmp_path, ending, returncode):
+def test_helper_processes_a_trial_starts_end_with_it(tmp_path, ending, returncode, own_worker_server):
     if ending == "finished":
         config = write_spawners(tmp_path, "spawn", {"batch_sizes": [16], "modes": ["predict"], "methods": ["serve"]})
     else:

@@ -208,25 +208,9 @@ def end_leftovers(pgid: int | None, keep: set[int]) -> None:
         time.sleep(0.01)
 
 
-def main() -> None:
-    running: dict = {"pid": None, "keep": set()}
-
-    def on_parent_gone(signum, frame) -> None:
-        end_leftovers(running["pid"], running["keep"])
-        os._exit(1)
-
-    # A controller that dies (even by SIGKILL) sends SIGTERM here: what the trial started goes too.
-    signal.signal(signal.SIGTERM, on_parent_gone)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    events = os.fdopen(os.dup(1), "w", buffering=1)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull if os.environ.get("BATCHBENCH_VERBOSE") != "1" else 2, 1)
-
-    def send(**event) -> None:
-        events.write(json.dumps(event) + "\n")
-        events.flush()
-
+def import_frameworks() -> tuple[float, str | None]:
+    """Import the frameworks (nothing initialised) and freeze what they made; returns the time
+    it took and the import's error, which the controller decides about."""
     started = time.perf_counter()
     preload_error = None
     try:
@@ -241,13 +225,43 @@ def main() -> None:
     import gc
 
     gc.freeze()
+    return time.perf_counter() - started, preload_error
+
+
+def main() -> None:
+    # A controller that dies (even by SIGKILL) sends SIGTERM here: what the trial started goes too.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    events = os.fdopen(os.dup(1), "w", buffering=1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull if os.environ.get("BATCHBENCH_VERBOSE") != "1" else 2, 1)
+    import_s, preload_error = import_frameworks()
+    serve(sys.stdin, events, import_s, preload_error)
+
+
+def serve(requests, events, import_s: float, preload_error: str | None,
+          resident_runs: list[tuple[int, int]] | None = None) -> None:
+    """The server's loop: one fresh child per request line, its start and end told on `events`.
+    The frameworks are imported already (here or in the broker this process was forked from)."""
+    running: dict = {"pid": None, "keep": set()}
+
+    def on_parent_gone(signum, frame) -> None:
+        end_leftovers(running["pid"], running["keep"])
+        os._exit(1)
+
+    signal.signal(signal.SIGTERM, on_parent_gone)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def send(**event) -> None:
+        events.write(json.dumps(event) + "\n")
+        events.flush()
+
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     keep = running["keep"] = {p.pid for p in _descendants(set())}  # what the frameworks started is theirs
-    send(event="ready", pid=os.getpid(), import_s=time.perf_counter() - started, error=preload_error)
+    send(event="ready", pid=os.getpid(), import_s=import_s, error=preload_error)
 
-    resident_runs = None
     try:
-        for line in sys.stdin:
+        for line in requests:
             request = json.loads(line)
             if request.get("op") == "exit":
                 break
