@@ -8,7 +8,8 @@ ABBA order (base, head, head, base) so that the machine speeding up or slowing d
 benchmark favours neither side. The head's model has one more Dense layer of the same width
 (about 20% more compute: a genuinely slower model, not a scaled number). The slowdown is
 measured from the runs themselves (head / base throughput, geometric mean over the rows and both
-pairs) and printed, then `batchbench compare` judges:
+pairs) and printed, then `batchbench compare` judges (every row, and each group's speed as a
+whole: its `speed` rows):
 
     base1 -> head1, base2 -> head2   expected: regression (exit 1)
     base1 -> base2, head1 -> head2   the same code run again: expected no regression (exit 0)
@@ -79,6 +80,8 @@ def compare(baseline: Path, current: Path) -> tuple[int, dict]:
 
 
 def _label(row: dict) -> str:
+    if row["kind"] == "speed":
+        return f"{row['group']} (all)"
     return f"{row['mode']}{'/' + row['method'] if row.get('method') else ''} b{row['batch_size']}"
 
 
@@ -104,13 +107,13 @@ def describe(name: str, code: int, report: dict, expect_regression: bool) -> boo
           f"{'; rounds ' + ', '.join(f'{b} vs {c}' for b, c in rounds) if rounds else ''}]  "
           f"expected {'regression' if expect_regression else 'no regression'}: {'met' if met else 'NOT MET'}")
     for row in report["rows"]:
-        if row["kind"] != "trial":
+        if row["kind"] not in ("trial", "speed"):
             continue
         m = next((m for m in row.get("metrics") or [] if m["metric"] == "throughput_sps"), None)
         test = row.get("test")
         p = f"p {test['p_adjusted']:.2g}" if test and test.get("p_adjusted") is not None else "no test"
         change = f"{m['change'] * 100:+6.1f}%" if m and m.get("change") is not None else "      "
-        print(f"      {_label(row):<20} {change}  {p:<10} {row['verdict']}")
+        print(f"      {_label(row):<24} {change}  {p:<10} {row['verdict']}")
     return met
 
 

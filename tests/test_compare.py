@@ -796,8 +796,10 @@ def test_two_real_tiny_sweeps(tmp_path: Path):
     unjudged = [r for r in report["rows"] if r["verdict"] in ("not enough repeats", "cannot judge")]
     assert proc.returncode == (1 if regressed else 4 if unjudged else 0), proc.stderr
     assert report["summary"]["regressed"] == len(regressed)
-    assert sorted((r["mode"], r["method"], r["batch_size"]) for r in report["rows"]) \
+    assert sorted((r["mode"], r["method"], r["batch_size"]) for r in report["rows"] if r["kind"] == "trial") \
         == [("predict", "predict", 16), ("predict", "predict", 32)]
+    # the group's speed as a whole, from the same rounds (two rounds a side: a variance each)
+    assert [r["group"] for r in report["rows"] if r["kind"] == "speed"] == ["predict/predict"]
     assert {r["baseline_status"] for r in report["rows"]} == {"ok"}
     assert report["environment"]["differences"] == []
     assert report["summary"]["shared_ok_rows"] == 2
@@ -806,7 +808,7 @@ def test_two_real_tiny_sweeps(tmp_path: Path):
             assert row["test"]["n_baseline"] >= 3 and row["test"]["n_current"] >= 3
     same = subprocess.run([sys.executable, "-m", "batchbench", "compare", str(tmp_path / "base"),
                            str(tmp_path / "base" / "results.csv")], capture_output=True, text=True, timeout=60)
-    assert same.returncode == 0 and "0 regressed, 0 improved, 2 unchanged" in same.stdout
+    assert same.returncode == 0 and "0 regressed, 0 improved, 3 unchanged" in same.stdout  # 2 rows and their group
 
 
 # ---------------------------------------------------------------------------- rounds
@@ -877,7 +879,7 @@ def test_default_rounds_slowdown_is_a_regression_and_rerun_is_not(tmp_path: Path
     assert code == 1
     assert verdicts(report) == {"fit-b64": "regression", "fit-b16": "unchanged",
                                 "predict-predict-b16": "unchanged", "predict-predict-b64": "unchanged"}
-    row = next(r for r in report["rows"] if r["verdict"] == "regression")
+    row = next(r for r in report["rows"] if r["verdict"] == "regression" and r["kind"] == "trial")
     test = row["test"]
     assert test["method"].startswith("welch-t on log round medians")
     assert (test["rounds_baseline"], test["rounds_current"], test["n_baseline"], test["n_current"]) == (3, 3, 9, 9)
@@ -896,6 +898,71 @@ def test_a_shift_in_one_round_of_the_head_is_not_a_regression(tmp_path: Path):
     assert throughput["change"] < -0.05  # beyond the threshold: it was tested
     assert row["test"]["method"].startswith("welch-t") and row["test"]["p_adjusted"] > 0.05
     assert code == 0 and row["verdict"] == "unchanged"
+
+
+def test_group_test_on_known_samples():
+    from batchbench.compare.significance import group_rounds, group_test, holm, rounds_test
+
+    # the rounds every row has: a row measured in more rounds (a contender) adds none
+    rows = [([100.0, 102.0, 90.0, 91.0, 95.0], [0, 0, 1, 1, 2]), ([50.0, 40.0], [0, 1])]
+    assert group_rounds(rows) == pytest.approx([(math.log(101.0) + math.log(50.0)) / 2,
+                                                (math.log(90.5) + math.log(40.0)) / 2])
+    assert group_rounds([([0.0, 1.0], [0, 1]), ([1.0, 1.0], [0, 1])]) == []
+
+    rng = random.Random(11)
+
+    def side(rows_n: int, level: float) -> list[tuple[list[float], list[int]]]:
+        return [_round_samples(rng, 3, 3, level=level * (1 + i), round_sd=0.08) for i in range(rows_n)]
+
+    # the same code on both sides: false alarms near alpha, not above
+    trials, alarms = 400, 0
+    for _ in range(trials):
+        alarms += group_test(group_rounds(side(4, 1000.0)), group_rounds(side(4, 1000.0)))[1] <= 0.05
+    assert alarms / trials <= 0.08
+    # a uniform 12% slowdown of 4 rows, each round ±8%: the group finds it far more often than any
+    # single row does after Holm's correction over the 4 rows
+    found_group = found_row = 0
+    for _ in range(200):
+        b, c = side(4, 1000.0), side(4, 880.0)
+        ratio, p, slower = group_test(group_rounds(b), group_rounds(c))
+        assert ratio == pytest.approx(0.88, rel=0.15)
+        found_group += p <= 0.05 and slower
+        row_p = holm([rounds_test(*bb, *cc)[0] for bb, cc in zip(b, c, strict=True)])
+        found_row += min(row_p) <= 0.05
+    assert found_group > 1.5 * found_row and found_group / 200 >= 0.5
+    assert group_test([1.0, 1.0], [2.0, 2.0]) is None  # no variation to test against
+    assert group_test([1.0], [2.0, 2.1]) is None       # one round: no variance
+
+
+def test_a_group_slowed_uniformly_is_a_regression_as_a_whole(tmp_path: Path):
+    base = make_run(tmp_path / "base", repeats=3, rounds=3, seed=1)
+    head = make_run(tmp_path / "head", repeats=3, rounds=3, seed=2,
+                    scale={"fit-b16": 0.91, "fit-b64": 0.91})
+    code, report = compare_json(base, head)
+    speed = {r["group"]: r for r in report["rows"] if r["kind"] == "speed"}
+    assert set(speed) == {"fit", "predict/predict"}
+    fit = speed["fit"]
+    assert code == 1 and fit["verdict"] == "regression" and speed["predict/predict"]["verdict"] == "unchanged"
+    assert fit["test"]["method"].startswith("welch-t on the group's") and fit["test"]["slower"] is True
+    assert (fit["test"]["rounds_baseline"], fit["test"]["rounds_current"]) == (3, 3)
+    throughput = fit["metrics"][0]
+    assert throughput["metric"] == "throughput_sps" and throughput["change"] == pytest.approx(-0.09, abs=0.03)
+    assert report["summary"]["regressed"] == sum(r["verdict"] == "regression" for r in report["rows"])
+    # every format names it
+    assert "fit (all batch sizes: geometric mean)" in compare(base, head).stdout
+    assert "fit (all batch sizes: geometric mean)" in compare(base, head, "--format", "markdown").stdout
+    lines = [ln for ln in compare(base, head, "--format", "csv").stdout.splitlines() if ln.startswith("regression,speed,")]
+    assert lines and ",fit," in lines[0]
+    # a rerun of the same code: no group moves
+    code, report = compare_json(base, make_run(tmp_path / "rerun", repeats=3, rounds=3, seed=3))
+    assert code == 0 and {r["verdict"] for r in report["rows"] if r["kind"] == "speed"} == {"unchanged"}
+    # a batch size that failed on one side is not in its group's figure; one left is no group
+    rows = {"fit-b64": {"status": "oom", "throughput_sps": None}}
+    code, report = compare_json(base, make_run(tmp_path / "oom", repeats=3, rounds=3, seed=2, rows=rows))
+    assert [r["group"] for r in report["rows"] if r["kind"] == "speed"] == ["predict/predict"]
+    # runs without rounds: the repeats are not a unit for a group, and there is no group test
+    code, report = compare_json(make_run(tmp_path / "r1", seed=1), make_run(tmp_path / "r2", seed=2, scale=0.9))
+    assert not [r for r in report["rows"] if r["kind"] == "speed"]
 
 
 def test_runs_without_rounds_are_judged_as_before(base: Path, tmp_path: Path):

@@ -22,6 +22,8 @@ NUMERIC = ("batch", "samples/s", "change", "p")
 def what(entry: Entry, varying: list[str]) -> str:
     if entry.kind == "group":
         return f"{safe(entry.key['group'])} (largest batch that fits)"
+    if entry.kind == "speed":
+        return f"{safe(entry.key['group'])} (all batch sizes: geometric mean)"
     text = str(entry.key.get("mode") or "") + (f"/{entry.key['method']}" if entry.key.get("method") else "")
     if "model" in varying:
         text = f"{entry.key.get('model')} {text}"
@@ -33,7 +35,7 @@ def what(entry: Entry, varying: list[str]) -> str:
 
 def status_text(entry: Entry) -> str:
     b, c = entry.baseline_status, entry.current_status
-    if entry.kind == "group":
+    if entry.kind in ("group", "speed"):
         return ""
     if b is None or c is None:
         return safe(b or c or "")
@@ -44,6 +46,8 @@ def batch_text(entry: Entry) -> str:
     if entry.kind == "group":
         m = entry.metrics[0]
         return f"{number(m.baseline)} → {number(m.current)}"
+    if entry.kind == "speed":
+        return "all"
     return safe(entry.key.get("batch_size", ""))
 
 
@@ -112,4 +116,6 @@ def method_text(comparison: Comparison) -> str:
     return (f"Thresholds: {thresholds_text(comparison)}. Speed changes also need a significance test, "
             f"Holm-corrected over the rows tested, at alpha {comparison.alpha:g}: Welch's t on the rounds' log "
             "median throughputs where both runs have two or more rounds, else a two-sided Mann–Whitney U test on "
-            "the per-repeat throughputs; memory figures need the threshold alone.")
+            "the per-repeat throughputs. Each group's speed as a whole (every batch size both runs measured, "
+            "rounds on both sides) is tested too: Welch's t on the per-round mean of its rows' log medians, "
+            "Holm-corrected over the groups. Memory figures need the threshold alone.")

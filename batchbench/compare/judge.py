@@ -28,6 +28,8 @@ from batchbench.compare.significance import (
     mann_whitney,
     min_p_value,
     repeats_needed,
+    group_rounds,
+    group_test,
     round_count,
     round_medians,
     rounds_test,
@@ -37,6 +39,7 @@ from batchbench.compare.verdicts import (
     ADDED,
     AGAINST_THROUGHPUT,
     CANNOT_JUDGE,
+    GROUP_TEST,
     IMPROVEMENT,
     MANN_WHITNEY,
     NOT_ENOUGH_REPEATS,
@@ -284,6 +287,65 @@ def _group_entries(baseline: Run, current: Run, thresholds: dict[str, float | No
     return entries
 
 
+def _speed_entries(entries: list[Entry], baseline: Run, current: Run, columns: list[str],
+                   thresholds: dict[str, float | None], alpha: float) -> list[Entry]:
+    """Each group's speed as a whole (mode/method and axes; every batch size of the ladder that
+    ran ok in both runs, with rounds on both sides): its geometric-mean throughput, tested with
+    the rounds as the unit (significance.group_test), Holm-corrected over the groups. A change
+    that slows every batch size by a little is a regression here even when no single row can
+    show it; a group of one row is the row itself, and is left to the row's test."""
+    threshold = thresholds.get("throughput_sps")
+    if threshold is None or not (baseline.rounds and current.rounds):
+        return []
+    at, shown = ROW_METRICS.index("throughput_sps"), varying([e.key for e in entries if e.kind == "trial"], columns)
+    groups: dict[str, list[tuple[tuple, tuple]]] = {}
+    for e in entries:
+        if e.kind != "trial" or e.phase not in (None, "", "ladder") or e.baseline_status != "ok" \
+                or e.current_status != "ok" or not (real(e.baseline.figures[at]) and real(e.current.figures[at])):
+            continue
+        sides = []
+        for run, row in ((baseline, e.baseline), (current, e.current)):
+            values = run.samples(row.trial_id)
+            rounds = _rounds(run, row.trial_id, values)
+            if not values or rounds is None or not all(map(math.isfinite, values)):
+                break
+            sides.append((values, rounds))
+        else:
+            label = str(e.key.get("mode") or "") + (f"/{e.key['method']}" if e.key.get("method") else "")
+            label = (f"{e.key.get('model')} " if "model" in shown else "") + label + "".join(
+                f" {c}={str(e.key.get(c)).lower() if isinstance(e.key.get(c), bool) else e.key.get(c)}"
+                for c in shown if c != "model")
+            groups.setdefault(label, []).append(tuple(sides))
+    tested = []
+    for label, rows in groups.items():
+        if len(rows) < 2:
+            continue
+        b, c = group_rounds([r[0] for r in rows]), group_rounds([r[1] for r in rows])
+        found = group_test(b, c) if min(len(b), len(c)) >= MIN_ROUNDS else None
+        if found is None:
+            continue
+        ratio, p, slower = found
+        entry = Entry(key={"group": label}, kind="speed", baseline={"status": "ok"}, current={"status": "ok"})
+        entry.changes = [MetricChange("throughput_sps", math.exp(statistics.fmean(b)), math.exp(statistics.fmean(c)),
+                                      threshold)]
+        entry.test = SpeedTest(sum(len(r[0][0]) for r in rows), sum(len(r[1][0]) for r in rows), 0.0, p_value=p,
+                               slower=slower, method=GROUP_TEST, rounds_baseline=len(b), rounds_current=len(c))
+        entry.notes.append(f"{len(rows)} batch sizes, {len(b)} vs {len(c)} rounds")
+        tested.append(entry)
+    for entry, p in zip(tested, holm([e.test.p_value for e in tested]), strict=True):
+        entry.test.p_adjusted = p
+        m = entry.changes[0]
+        if not m.beyond:
+            m.outcome, entry.verdict = WITHIN_THRESHOLD, UNCHANGED
+        elif p > alpha:
+            m.outcome, entry.verdict = WITHIN_NOISE, UNCHANGED
+        elif m.worse == entry.test.slower:
+            m.outcome = entry.verdict = REGRESSION if m.worse else IMPROVEMENT
+        else:
+            m.outcome, entry.verdict = AGAINST_THROUGHPUT, UNCHANGED
+    return tested
+
+
 def _row_warnings(doubtful: list[tuple[Entry, list[str]]], columns: list[str]) -> list[str]:
     shown = varying([e.key for e, _ in doubtful], columns)
     out = [f"{row_label(e.key, e.phase, shown)}: {'; '.join(doubts)}: judged conservatively, as {e.verdict}"
@@ -321,6 +383,7 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict[str, float | None
     # A doubtful row gets the worse reading: a regression if any reading says so, else not passed.
     for entry, _ in doubtful:
         entry.verdict = REGRESSION if entry.verdict == REGRESSION or id(entry) in worse_by_repeats else CANNOT_JUDGE
+    entries += _speed_entries(entries, baseline, current, columns, thresholds, alpha)
     entries += _group_entries(baseline, current, thresholds)
     # What needs attention first, in a stable order; unchanged rows last, in the files' order
     # (a sweep writes them in plan order, and there may be 100,000 of them).

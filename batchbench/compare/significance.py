@@ -9,6 +9,11 @@ Two tests, by what the runs hold:
   throughput = side + round + repeat; its side effect is tested against the variation between
   rounds: Welch's t on the rounds' log medians (Satterthwaite's degrees of freedom), the same
   figures the sweep's interval (throughput_sps_ci_low/high) is made of. `rounds_test`.
+- a group's speed as a whole (every batch size of one mode/method): per round, the mean over
+  the group's rows of their log round medians, then Welch's t on those per-round figures. The
+  rows of one round ran in the same pass over the machine, so the round stays the unit; the
+  average over rows takes out most of each row's own noise, which is what lets a uniform
+  slowdown too small for any single row be found. `group_test`.
 - otherwise (a run saved before rounds, or one round a side): the repeats are the unit, and the
   test is a two-sided Mann–Whitney U on the per-repeat throughputs. `mann_whitney`.
 """
@@ -172,6 +177,33 @@ def rounds_test(baseline: list[float], baseline_rounds: list[int], current: list
         return None
     t, _, p = found
     return (p if math.isfinite(p) else 1.0), t < 0
+
+
+def group_rounds(rows: list[tuple[list[float], list[int]]]) -> list[float]:
+    """A group's log throughput per round: the mean over its rows of each row's log round
+    median, over the rounds every row has (rows past the minimum rounds have more than others)."""
+    by_row = []
+    for values, rounds in rows:
+        medians: dict[int, list[float]] = {}
+        for value, r in zip(values, rounds, strict=True):
+            medians.setdefault(r, []).append(value)
+        by_row.append({r: statistics.median(v) for r, v in medians.items()})
+    common = set.intersection(*(set(m) for m in by_row)) if by_row else set()
+    if any(by_row[i][r] <= 0 for i in range(len(by_row)) for r in common):
+        return []
+    return [statistics.fmean(math.log(m[r]) for m in by_row) for r in sorted(common)]
+
+
+def group_test(baseline: list[float], current: list[float]) -> tuple[float, float, bool] | None:
+    """Welch's t on two sides' per-round group figures (group_rounds): the ratio of the group's
+    geometric-mean throughput (current / baseline), the two-sided p-value, and whether the
+    current is slower; None with fewer than two rounds a side or no variation at all."""
+    found = welch(baseline, current)
+    if found is None:
+        return None
+    t, _, p = found
+    ratio = math.exp(statistics.fmean(current) - statistics.fmean(baseline))
+    return ratio, (p if math.isfinite(p) else 1.0), t < 0
 
 
 def holm(p_values: list[float]) -> list[float]:

@@ -63,6 +63,7 @@ class MetricChange:
 # How a row's speed is tested (significance.py says why).
 MANN_WHITNEY = "mann-whitney-u two-sided, holm"           # repeats as the unit: one round a side
 ROUNDS_TEST = "welch-t on log round medians, holm"         # rounds as the unit, repeats within them
+GROUP_TEST = "welch-t on the group's mean log round medians, holm over groups"  # a group's speed as a whole
 
 
 @dataclass(slots=True)
@@ -80,10 +81,11 @@ class SpeedTest:
 
 @dataclass(slots=True, eq=False)
 class Entry:
-    """One compared point: a trial row in both runs (or one), or a group's max_batch_size."""
+    """One compared point: a trial row in both runs (or one), a group's max_batch_size, or a
+    group's speed as a whole (its geometric-mean throughput over the batch sizes both ran)."""
 
     key: dict[str, Any]           # the matching columns and their values
-    kind: str = "trial"           # "trial" | "group"
+    kind: str = "trial"           # "trial" | "group" (max_batch_size) | "speed" (the group's speed)
     phase: str | None = None      # ladder | search | confirm
     baseline: Row | dict[str, Any] | None = None
     current: Row | dict[str, Any] | None = None
