@@ -157,8 +157,9 @@ def run_sweep_command(prepared, kw: dict) -> None:
     sweep = Sweep(config, options, raw_config=raw)
     try:
         outcome = sweep.run()
-    except InterruptedSweep:
-        _finish_trackers(trackers, sweep.run_dir, err_console)  # what finished is filed too
+    except BaseException:
+        # interrupted (KILLED) or failed (FAILED, as run.json now says): what finished is filed too
+        _finish_trackers(trackers, sweep.run_dir, err_console)
         raise
     finally:
         if progress:

@@ -367,6 +367,28 @@ def test_the_cli_files_an_interrupted_sweep_and_its_resume_into_one_parent(tmp_p
     assert all(s["status"] == "STATUS_SUCCESS" for s in sessions(tmp_path / "tb").values())
 
 
+def test_a_sweep_that_fails_after_preflight_ends_its_parent_failed(tmp_path, write_config, store, monkeypatch):
+    def worker(sweep, backend):
+        if backend not in sweep.workers:
+            fake = sweep.workers[backend] = RoundWorker()
+
+            def on_trial(n):
+                if n == 3:
+                    raise RuntimeError("the pipe broke")
+            fake.on_trial = on_trial
+        return sweep.workers[backend]
+
+    monkeypatch.setattr(Sweep, "worker", worker)
+    config = write_config(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 1}))
+    with pytest.raises(RuntimeError, match="the pipe broke"):  # an internal error, not bad input
+        cli("sweep", config, "--out", tmp_path / "run", "--mlflow", store, "-q", "--no-plots")
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
+    parents, children = mlflow_runs(store)
+    # the parent ends FAILED (it stayed RUNNING before), and the points that finished are filed
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"
+    assert len(children) == 2 and {c.info.status for c in children} == {"FINISHED"}
+
+
 def test_the_cli_sweep_with_an_unreachable_server_warns_once_and_exits_0(tmp_path, write_config, fake_worker):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
