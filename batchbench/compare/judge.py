@@ -24,12 +24,12 @@ from batchbench.compare.inputs import KEY_COLUMNS, Run
 from batchbench.compare.match import match_rows, sort_key
 from batchbench.compare.metrics import MEMORY, METRICS, ROW_METRICS
 from batchbench.compare.significance import (
+    group_rounds,
+    group_test,
     holm,
     mann_whitney,
     min_p_value,
     repeats_needed,
-    group_rounds,
-    group_test,
     round_count,
     round_medians,
     rounds_test,
