@@ -3,7 +3,7 @@ string that comes from a results file passes through `safe` here, once."""
 
 from __future__ import annotations
 
-from batchbench.compare.text import number, p_text, percent, safe
+from batchbench.compare.text import group_label, number, p_text, percent, safe
 from batchbench.compare.verdicts import (
     IMPROVEMENT,
     REGRESSION,
@@ -24,13 +24,7 @@ def what(entry: Entry, varying: list[str]) -> str:
         return f"{safe(entry.key['group'])} (largest batch that fits)"
     if entry.kind == "speed":
         return f"{safe(entry.key['group'])} (all batch sizes: geometric mean)"
-    text = str(entry.key.get("mode") or "") + (f"/{entry.key['method']}" if entry.key.get("method") else "")
-    if "model" in varying:
-        text = f"{entry.key.get('model')} {text}"
-    axes = [f"{c}={str(entry.key.get(c)).lower() if isinstance(entry.key.get(c), bool) else entry.key.get(c)}"
-            for c in varying if c != "model"]
-    text += "".join(f" {a}" for a in axes)
-    return safe(text + (f" ({entry.phase})" if entry.phase else ""))
+    return safe(group_label(entry.key, varying) + (f" ({entry.phase})" if entry.phase else ""))
 
 
 def status_text(entry: Entry) -> str:

@@ -34,7 +34,7 @@ from batchbench.compare.significance import (
     round_medians,
     rounds_test,
 )
-from batchbench.compare.text import number, percent, real, row_label, shown_value, varying
+from batchbench.compare.text import group_label, number, percent, real, row_label, shown_value, varying
 from batchbench.compare.verdicts import (
     ADDED,
     AGAINST_THROUGHPUT,
@@ -311,11 +311,7 @@ def _speed_entries(entries: list[Entry], baseline: Run, current: Run, columns: l
                 break
             sides.append((values, rounds))
         else:
-            label = str(e.key.get("mode") or "") + (f"/{e.key['method']}" if e.key.get("method") else "")
-            label = (f"{e.key.get('model')} " if "model" in shown else "") + label + "".join(
-                f" {c}={str(e.key.get(c)).lower() if isinstance(e.key.get(c), bool) else e.key.get(c)}"
-                for c in shown if c != "model")
-            groups.setdefault(label, []).append(tuple(sides))
+            groups.setdefault(group_label(e.key, shown), []).append(tuple(sides))
     tested = []
     for label, rows in groups.items():
         if len(rows) < 2:

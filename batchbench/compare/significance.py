@@ -100,10 +100,16 @@ def round_medians(values: list[float], rounds: list[int] | None) -> list[float]:
     """The median throughput of each round, in round order (one round when `rounds` is None)."""
     if rounds is None:
         return [statistics.median(values)]
+    by_round = medians_by_round(values, rounds)
+    return [by_round[r] for r in sorted(by_round)]
+
+
+def medians_by_round(values: list[float], rounds: list[int]) -> dict[int, float]:
+    """Round -> the median throughput of its repeats."""
     by_round: dict[int, list[float]] = {}
     for value, r in zip(values, rounds, strict=True):
         by_round.setdefault(r, []).append(value)
-    return [statistics.median(by_round[r]) for r in sorted(by_round)]
+    return {r: statistics.median(v) for r, v in by_round.items()}
 
 
 def round_count(rounds: list[int] | None) -> int:
@@ -182,12 +188,7 @@ def rounds_test(baseline: list[float], baseline_rounds: list[int], current: list
 def group_rounds(rows: list[tuple[list[float], list[int]]]) -> list[float]:
     """A group's log throughput per round: the mean over its rows of each row's log round
     median, over the rounds every row has (rows past the minimum rounds have more than others)."""
-    by_row = []
-    for values, rounds in rows:
-        medians: dict[int, list[float]] = {}
-        for value, r in zip(values, rounds, strict=True):
-            medians.setdefault(r, []).append(value)
-        by_row.append({r: statistics.median(v) for r, v in medians.items()})
+    by_row = [medians_by_round(values, rounds) for values, rounds in rows]
     common = set.intersection(*(set(m) for m in by_row)) if by_row else set()
     if any(by_row[i][r] <= 0 for i in range(len(by_row)) for r in common):
         return []

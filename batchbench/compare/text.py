@@ -63,6 +63,15 @@ def varying(keys: list[dict[str, Any]], columns: list[str]) -> list[str]:
     return out
 
 
+def group_label(key: dict[str, Any], shown: list[str]) -> str:
+    """A group of rows (not yet made safe): the model where it varies, mode/method, the `shown` axes."""
+    text = str(key.get("mode") or "") + (f"/{key['method']}" if key.get("method") else "")
+    if "model" in shown:
+        text = f"{key.get('model')} {text}"
+    return text + "".join(f" {c}={str(key.get(c)).lower() if isinstance(key.get(c), bool) else key.get(c)}"
+                          for c in shown if c != "model")
+
+
 def row_label(key: dict[str, Any], phase: str | None, shown: list[str]) -> str:
     """A row in a message: model, mode/method, batch size and the `shown` axes."""
     mode = f"{key.get('mode') or ''}" + (f"/{key['method']}" if key.get("method") else "")
