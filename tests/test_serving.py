@@ -88,6 +88,40 @@ def test_a_stall_in_the_profile_is_the_machines_not_the_batch_sizes():
     assert simulated_max(stalled, 16, 1.0, 20.0, 99)[0] == simulated_max(quiet, 16, 1.0, 20.0, 99)[0]
 
 
+def idle_costly_service(factor: float = 3.0) -> ServiceTimes:
+    """constant_service's busy calls, and calls after a pause costing up to `factor` times them:
+    1.5x after 1 ms idle, `factor` x after 5 ms (a pool whose threads park when idle)."""
+    busy = constant_service(largest=16)
+    scaled = [[[v * f for v in s] for s in busy.samples_ms] for f in (1.5, factor)]
+    return ServiceTimes(busy.batch_sizes, busy.samples_ms, [1.0, 5.0], scaled)
+
+
+def test_a_call_after_a_pause_costs_what_the_profile_measured_after_that_pause():
+    service = idle_costly_service()
+    busy = service.median_ms(16)
+    assert service.median_ms(16, idle_ms=0.0) == pytest.approx(busy)
+    assert service.median_ms(16, idle_ms=1.0) == pytest.approx(1.5 * busy)
+    assert service.median_ms(16, idle_ms=3.0) == pytest.approx(2.25 * busy)  # linear in between
+    assert service.median_ms(16, idle_ms=50.0) == pytest.approx(3.0 * busy)  # the longest pause's beyond it
+    assert service.capacity_qps(16) == pytest.approx(constant_service(largest=16).capacity_qps(16))
+    old = ServiceTimes.from_profile({"batch_sizes": service.batch_sizes, "samples_ms": service.samples_ms})
+    assert old.median_ms(16, idle_ms=50.0) == pytest.approx(busy)  # an older profile: busy whatever the pause
+
+
+def test_the_simulated_server_pays_for_its_idle_time():
+    flat, costly = constant_service(largest=16), idle_costly_service()
+    # Light load: ~10 ms between requests, every batch after a long pause, 3x the busy compute.
+    light_flat, light_costly = (simulate(s, 100, 16, 0.0, 99, seed=2) for s in (flat, costly))
+    assert light_costly.latency_ms_p50 == pytest.approx(3 * light_flat.latency_ms_p50, rel=0.05)
+    # Near capacity the batches run back to back: the pause costs next to nothing.
+    rate = 0.9 * flat.capacity_qps(16)
+    heavy_flat, heavy_costly = (simulate(s, rate, 16, 0.0, 99, seed=2) for s in (flat, costly))
+    assert heavy_costly.achieved_qps >= 0.95 * rate
+    assert heavy_costly.latency_ms_p50 < 1.5 * heavy_flat.latency_ms_p50
+    best_flat, best_costly = (simulated_max(s, 16, 0.0, 20.0, 99)[0] for s in (flat, costly))
+    assert best_costly is not None and best_costly <= best_flat
+
+
 # ---------------------------------------------------------------- the search
 def synthetic_p99(rate: float, capacity: float = 1000.0) -> float:
     """A queue's p99: grows without bound as the rate nears capacity."""
@@ -497,6 +531,11 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]
         assert 1 <= r["batch_size_mean"] <= r["max_batch_size"]
         assert r["achieved_qps"] <= 1.2 * r["offered_qps"]
+    profile = json.loads((out / outputs.PROFILE_JSON).read_text())  # busy calls, and calls after each pause
+    assert len(profile["after_idle_ms"]) == len(profile["idle_ms"]) >= 1
+    for pause, state in zip(profile["idle_ms"], profile["after_idle_ms"]):
+        assert pause > 0 and len(state) == len(profile["batch_sizes"]) and all(state)
+    assert profile["idle_ms"] == sorted(profile["idle_ms"])  # measured pauses, never shorter than asked
     if summary["serving"] is not None:
         read = outputs.parse_server_files(out)
         assert read["triton"]["max_batch_size"] == summary["serving"]["max_batch_size"]

@@ -119,7 +119,8 @@ class ServingRun:
             self._profile()
             service = ServiceTimes.from_profile(self.profile)
             if service.stalls:
-                calls = sum(len(x) for x in self.profile["samples_ms"])
+                calls = sum(len(x) for state in [self.profile["samples_ms"], *self.profile.get("after_idle_ms", [])]
+                            for x in state)
                 self.warnings.append(f"{service.stalls} of the profile's {calls} calls stalled far beyond their batch "
                                      "size's usual time (other load on the machine, most likely); the simulator "
                                      "leaves them out, the measured points do not")
@@ -187,6 +188,7 @@ class ServingRun:
             raise BatchbenchError(f"the latency profile failed: {result.get('error') or 'the worker ended'} "
                                   f"(details in {log})")
         self.profile = {k: result[k] for k in ("batch_sizes", "samples_ms", "generator_ceiling_qps")}
+        self.profile.update({k: result[k] for k in ("idle_ms", "after_idle_ms") if k in result})
         write_json_atomic(path, self.profile)
         if not self.options.verbose:
             log.unlink(missing_ok=True)

@@ -3,15 +3,17 @@
 the latency measured for that batch size. It ranks the settings, so that only the promising
 ones are measured, and it starts each measured search near its answer.
 
-What it leaves out, and so what the gap to the measurement is made of: the batcher's own
-bookkeeping and its thread's wake-up delay after a sleep, interference from other processes,
-and (with num_batch_threads > 1) batches slowing each other down on shared cores."""
+A batch's compute depends on its size and on how long the server sat idle before it (the
+profile measures both). What it leaves out, and so what the gap to the measurement is made
+of: the batcher's own bookkeeping and its thread's wake-up delay after a sleep, interference
+from other processes, and (with num_batch_threads > 1) batches slowing each other down on
+shared cores."""
 
 from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,26 +42,55 @@ class ServiceTimes:
     among a size's 60 would otherwise make that size stall 1 time in 60 in the simulation.
     Calls over STALL_RATIO times their size's median are such stalls (one batch's compute does
     not vary tenfold on its own), and they are left out (`stalls` counts them): the simulation is of the server on a quiet
-    machine; the measurement says what the machine's other load did to it."""
+    machine; the measurement says what the machine's other load did to it.
+
+    The median also depends on how long the server sat idle before the call: `samples_ms`
+    are busy calls (right after another), `after_idle_ms[i]` calls after a pause of
+    `idle_ms[i]`; in between the median is linear in the pause, past the longest it stays
+    there. A profile without them (an older run's) has the busy figure whatever the pause."""
 
     batch_sizes: list[int]
     samples_ms: list[list[float]]
+    idle_ms: list[float] = field(default_factory=list)
+    after_idle_ms: list[list[list[float]]] = field(default_factory=list)
 
     @classmethod
     def from_profile(cls, profile: dict) -> ServiceTimes:
-        pairs = sorted(zip(profile["batch_sizes"], profile["samples_ms"]))
-        return cls([int(b) for b, _ in pairs], [list(map(float, s)) for _, s in pairs])
+        order = sorted(range(len(profile["batch_sizes"])), key=lambda i: profile["batch_sizes"][i])
+        idle = [float(g) for g in profile.get("idle_ms") or []]
+        after = profile.get("after_idle_ms") or []
+        if len(after) != len(idle):
+            idle, after = [], []
+        return cls([int(profile["batch_sizes"][i]) for i in order],
+                   [list(map(float, profile["samples_ms"][i])) for i in order], idle,
+                   [[list(map(float, state[i])) for i in order] for state in after])
 
     def __post_init__(self) -> None:
         self._sizes = np.asarray(self.batch_sizes, dtype=float)
-        self._medians = monotone([float(np.median(s)) for s in self.samples_ms], [len(s) for s in self.samples_ms])
-        spread = np.concatenate([np.asarray(s) / np.median(s) for s in self.samples_ms])
+        states = [self.samples_ms, *self.after_idle_ms]
+        self._gaps_ms = [0.0, *self.idle_ms]
+        self._medians_by_state = [monotone([float(np.median(s)) for s in state], [len(s) for s in state])
+                                  for state in states]
+        self._medians = self._medians_by_state[0]
+        spread = np.concatenate([np.asarray(s) / np.median(s) for state in states for s in state])
         far = STALL_RATIO
         self.stalls = int(np.sum(spread > far))
         self._spread_all = spread[spread <= far]
 
-    def median_ms(self, k: int | np.ndarray) -> np.ndarray | float:
-        return np.interp(k, self._sizes, self._medians)
+    def median_ms(self, k: int | np.ndarray, idle_ms: float = 0.0) -> np.ndarray | float:
+        """A busy call's median at k rows, or one's after `idle_ms` of pause."""
+        if idle_ms <= 0.0 or len(self._gaps_ms) == 1:
+            return np.interp(k, self._sizes, self._medians)
+        by_state = [np.interp(k, self._sizes, m) for m in self._medians_by_state]
+        return np.interp(idle_ms, self._gaps_ms, by_state) if np.isscalar(k) else \
+            np.asarray([np.interp(idle_ms, self._gaps_ms, [b[i] for b in by_state]) for i in range(len(k))])
+
+    def medians_table_s(self, max_batch_size: int) -> tuple[list[float], list[list[float]]]:
+        """The pauses (s) and, per pause, the median (s) at every k in 0..max_batch_size: what the
+        simulation's loop reads once per batch."""
+        ks = np.arange(max_batch_size + 1)
+        table = [(np.interp(ks, self._sizes, m) / 1e3).tolist() for m in self._medians_by_state]
+        return [g / 1e3 for g in self._gaps_ms], table
 
     def percentile_ms(self, k: int, q: float) -> float:
         return float(self.median_ms(k) * np.percentile(self._spread_all, q))
@@ -77,8 +108,21 @@ class ServiceTimes:
         return ratios[rng.integers(len(ratios), size=n)].tolist()
 
     def capacity_qps(self, max_batch_size: int) -> float:
-        """Requests per second when every batch is full: the rate no setting can pass."""
+        """Requests per second when every batch is full and back to back: the rate no
+        setting can pass."""
         return max_batch_size / (float(self.median_ms(max_batch_size)) / 1e3)
+
+
+def _after_pause(gaps_s: list[float], table: list[list[float]], k: int, pause_s: float) -> float:
+    """The median (s) of a call at k rows after `pause_s` idle: linear between the profiled
+    pauses, the longest's beyond it."""
+    if pause_s <= 0.0 or len(gaps_s) == 1:
+        return table[0][k]
+    for i in range(1, len(gaps_s)):
+        if pause_s <= gaps_s[i]:
+            w = (pause_s - gaps_s[i - 1]) / (gaps_s[i] - gaps_s[i - 1])
+            return table[i - 1][k] + w * (table[i][k] - table[i - 1][k])
+    return table[-1][k]
 
 
 def monotone(values: list[float], weights: list[int]) -> np.ndarray:
@@ -102,13 +146,14 @@ def simulate(service: ServiceTimes, rate_qps: float, max_batch_size: int, timeou
     arrivals = schedule(rate_qps, n / rate_qps, seed)
     times = arrivals.tolist()  # plain floats: the loop below runs once per batch
     rng = np.random.default_rng(seed + 1)
-    medians_s = (np.asarray(service.median_ms(np.arange(max_batch_size + 1)), dtype=float) / 1e3).tolist()
+    gaps_s, table = service.medians_table_s(max_batch_size)
     picks = [service.ratio_draws(k, rng, len(times)) for k in range(max_batch_size + 1)] \
         if max_batch_size <= 8 else None
     started = np.empty(len(times))
     answered = np.empty(len(times))
     sizes = []
     free = [0.0] * threads
+    last_done = -math.inf  # when the latest batch so far ends: before it, the server is not idle
     timeout_s = timeout_ms / 1e3
     i = batches = late = 0
     keep_from = int(len(times) * WARMUP_FRACTION)
@@ -120,7 +165,8 @@ def simulate(service: ServiceTimes, rate_qps: float, max_batch_size: int, timeou
         j = batch_end(times, i, at, max_batch_size)
         k = j - i
         ratio = picks[k][batches] if picks is not None else service.draw_ratio(k, rng)
-        done = at + medians_s[k] * ratio
+        done = at + _after_pause(gaps_s, table, k, at - last_done) * ratio
+        last_done = max(last_done, done)
         started[i:j], answered[i:j] = at, done
         sizes.append(k)
         heapq.heappush(free, done)

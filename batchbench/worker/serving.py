@@ -29,7 +29,8 @@ from batchbench.serving.search import search_settings
 from batchbench.worker.timing import clock
 
 MIN_SLEEP_S = 50e-6  # shorter waits are not slept: the sleep itself would overshoot them
-PROFILE_ROUNDS, PROFILE_CALLS, PROFILE_MIN_S = 8, 4, 0.15  # at least 32 calls a size, 0.15 s a size
+PROFILE_ROUNDS, PROFILE_CALLS, PROFILE_MIN_S = 8, 4, 0.15  # at least 32 busy calls a size, 0.15 s a size
+PROFILE_IDLE_MS, PROFILE_IDLE_CALLS = (0.25, 1.0, 5.0), 2  # pauses before a call; 16 calls a size after each
 CEILING_REQUESTS = 20_000
 
 
@@ -104,20 +105,46 @@ class Server:
             for k in range(1, max_batch_size + 1):
                 self.run_batch(0, k)
 
-    def latency_samples_ms(self, sizes: list[int]) -> dict[int, list[float]]:
-        """Per-call latency at each size, the sizes interleaved round after round: a burst of
-        load from elsewhere lands on every size a little, not on one size whole."""
-        out: dict[int, list[float]] = {k: [] for k in sizes}
+    def latency_samples_ms(self, sizes: list[int], idle_ms: tuple[float, ...] = PROFILE_IDLE_MS) -> dict:
+        """Per-call latency at each size in the two states a server meets: busy (PROFILE_CALLS
+        calls back to back, as a loaded batcher runs full batches) and after the server sat
+        idle for each of `idle_ms` (a call after a pause costs more: the framework's pool
+        threads have parked and the cores gone cold; on the 2-core machine a batch of 64 took
+        1.4 ms back to back, 1.8 ms after 1 ms idle, 2.6 ms after 5 ms). The busy blocks and
+        the calls after a pause run in a seeded random order round after round: a burst of
+        load from elsewhere lands on every size and state a little, not on one whole.
+
+        Returns {"busy": {size: [ms]}, "after_idle": {gap: {size: [ms]}}, "idle_ms": [the
+        measured pause before each state's calls, median ms]}."""
+        import random
+
+        busy: dict[int, list[float]] = {k: [] for k in sizes}
+        after: list[dict[int, list[float]]] = [{k: [] for k in sizes} for _ in idle_ms]
+        pauses: list[list[float]] = [[] for _ in idle_ms]
+        order = random.Random(0)
         begin = clock()
         rounds = 0
         while rounds < PROFILE_ROUNDS or (clock() - begin < PROFILE_MIN_S * len(sizes) and rounds < 4 * PROFILE_ROUNDS):
-            for k in sizes:
-                for _ in range(PROFILE_CALLS):
-                    start = clock()
-                    self.run_batch(len(out[k]), len(out[k]) + k)
-                    out[k].append((clock() - start) * 1e3)
+            units = [[(k, None)] * PROFILE_CALLS for k in sizes]
+            units += [[(k, g)] for k in sizes for g in range(len(idle_ms)) for _ in range(PROFILE_IDLE_CALLS)]
+            order.shuffle(units)
+            n = 0
+            for k, gap in (call for unit in units for call in unit):
+                if gap is not None:
+                    paused = clock()
+                    time.sleep(idle_ms[gap] / 1e3)
+                start = clock()
+                self.run_batch(n, n + k)
+                elapsed = (clock() - start) * 1e3
+                n += k
+                if gap is None:
+                    busy[k].append(elapsed)
+                else:
+                    after[gap][k].append(elapsed)
+                    pauses[gap].append((start - paused) * 1e3)
             rounds += 1
-        return out
+        return {"busy": busy, "after_idle": after,
+                "idle_ms": [float(np.median(p)) if p else g for p, g in zip(pauses, idle_ms)]}
 
 
 def generator_ceiling_qps(max_batch_size: int, timeout_s: float = 0.0) -> float:
@@ -147,7 +174,9 @@ def profile(config: dict, axes: dict, max_batch_size: int, sizes: list[int]) -> 
     server = _build(config, axes)
     server.warm(max_batch_size)
     samples = server.latency_samples_ms(sizes)
-    return {"status": "ok", "batch_sizes": sizes, "samples_ms": [samples[k] for k in sizes],
+    return {"status": "ok", "batch_sizes": sizes, "samples_ms": [samples["busy"][k] for k in sizes],
+            "idle_ms": samples["idle_ms"],
+            "after_idle_ms": [[state[k] for k in sizes] for state in samples["after_idle"]],
             "generator_ceiling_qps": generator_ceiling_qps(1), "params": server.params}
 
 
