@@ -119,9 +119,7 @@ class ServingRun:
             self._profile()
             service = ServiceTimes.from_profile(self.profile)
             if service.stalls:
-                calls = sum(len(x) for state in [self.profile["samples_ms"], *self.profile.get("after_idle_ms", [])]
-                            for x in state)
-                self.warnings.append(f"{service.stalls} of the profile's {calls} calls stalled far beyond their batch "
+                self.warnings.append(f"{service.stalls} of the profile's {service.calls} calls stalled far beyond their batch "
                                      "size's usual time (other load on the machine, most likely); the simulator "
                                      "leaves them out, the measured points do not")
             self._simulate(service)

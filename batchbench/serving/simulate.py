@@ -74,16 +74,16 @@ class ServiceTimes:
         self._medians = self._medians_by_state[0]
         spread = np.concatenate([np.asarray(s) / np.median(s) for state in states for s in state])
         far = STALL_RATIO
+        self.calls = len(spread)
         self.stalls = int(np.sum(spread > far))
         self._spread_all = spread[spread <= far]
 
     def median_ms(self, k: int | np.ndarray, idle_ms: float = 0.0) -> np.ndarray | float:
-        """A busy call's median at k rows, or one's after `idle_ms` of pause."""
+        """A busy call's median at k rows (one k, or an array), or one's after `idle_ms` of pause
+        (one k)."""
         if idle_ms <= 0.0 or len(self._gaps_ms) == 1:
             return np.interp(k, self._sizes, self._medians)
-        by_state = [np.interp(k, self._sizes, m) for m in self._medians_by_state]
-        return np.interp(idle_ms, self._gaps_ms, by_state) if np.isscalar(k) else \
-            np.asarray([np.interp(idle_ms, self._gaps_ms, [b[i] for b in by_state]) for i in range(len(k))])
+        return float(np.interp(idle_ms, self._gaps_ms, [np.interp(k, self._sizes, m) for m in self._medians_by_state]))
 
     def medians_table_s(self, max_batch_size: int) -> tuple[list[float], list[list[float]]]:
         """The pauses (s) and, per pause, the median (s) at every k in 0..max_batch_size: what the

@@ -114,8 +114,8 @@ class Server:
         the calls after a pause run in a seeded random order round after round: a burst of
         load from elsewhere lands on every size and state a little, not on one whole.
 
-        Returns {"busy": {size: [ms]}, "after_idle": {gap: {size: [ms]}}, "idle_ms": [the
-        measured pause before each state's calls, median ms]}."""
+        Returns {"busy": {size: [ms]}, "after_idle": [{size: [ms]}, one per pause], "idle_ms":
+        [the measured pause before each state's calls, median ms]}."""
         import random
 
         busy: dict[int, list[float]] = {k: [] for k in sizes}
