@@ -51,7 +51,8 @@ SPEC: tuple[Column, ...] = (
     C("stable", "bool", "", "predict: whether the timing windows agreed"),
     # Later capabilities.
     C("trial_id", "text", "", "stable id of the point (used by compare; its rounds are `trials/<trial_id>-r<k>.*`)"),
-    C("rounds", "int", "", "rounds that measured the point, each a fresh trial process"),
+    C("rounds", "int", "", "rounds that measured the point: the first in a fresh trial process, later ones "
+      "shared with the group's other points (`sweep.rounds.shared`)"),
     C("throughput_sps_ci_low", "float", "samples/s", "95% interval of `throughput_sps` over rounds, low end (empty "
       "with one round)"),
     C("throughput_sps_ci_high", "float", "samples/s", "95% interval of `throughput_sps` over rounds, high end"),

@@ -10,6 +10,12 @@ rounds.rel_half_width of its throughput, k <= rounds.max, and its figure can sti
 group's pick (`contenders`): rounds past the minimum go to the sizes that compete with the
 best, not to a batch of 16 at a third of the best's throughput.
 
+Rounds after the first share a process per group (`sweep.rounds.shared`): one trial process
+times all of a group's points due in that round, one after another, so a round costs one
+process start and one model build per group instead of one per point. The first round stays
+one fresh process per point: it is the one that measures memory (a process that ran several
+sizes holds the largest one's peak) and runs the ordered ladder.
+
 `pool` turns a point's round rows into its one results.csv row; everything here is a pure
 function of plain rows, tested without processes.
 """
@@ -31,7 +37,7 @@ T = TypeVar("T")
 
 # What run.json keeps of each round-trial beside the pooled row.
 ROUND_FIELDS = ("round", "status", "throughput_sps", "throughput_sps_min", "throughput_sps_max", "repeats",
-                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error", "input_bound_ratio")
+                "peak_host_mib", "peak_device_mib", "wall_s", "finished_at", "error", "input_bound_ratio", "shared_round")
 SUMMED = ("repeats", "steps", "samples", "timed_s", "wall_s", "energy_j")
 PEAKS = ("peak_host_mib", "peak_device_mib", "nvml_process_mib")
 

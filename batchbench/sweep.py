@@ -287,16 +287,30 @@ class Sweep:
                 break
             self.total += len(due) if number > spec.min else 0  # the first min rounds were planned at the start
             self._emit(event="total", total=self.total)
+            by_group: dict[str, list[Trial]] = {}
             for trial in round_order(due, number, self.config.sweep.seed):
-                cap = self.round_oom.get(trial.group.key)
-                if cap is not None and trial.batch_size > cap:
-                    self.total -= 1  # above an OOM of an earlier round: not run again
-                    continue
-                status = self._point(trial.in_round(number), done)
+                by_group.setdefault(trial.group.key, []).append(trial)
+            for key, trials in by_group.items():
+                cap = self.round_oom.get(key)
+                runnable = [t.in_round(number) for t in trials if cap is None or t.batch_size <= cap]
+                self.total -= len(trials) - len(runnable)  # above an OOM of an earlier round: not run again
+                statuses = self._shared_round(runnable, done) if self._shares_rounds() else None
+                if statuses is None:  # one process per point: not shared, or the shared process failed
+                    statuses = []
+                    for trial in runnable:
+                        cap = self.round_oom.get(key)
+                        statuses.append(self._point(trial, done) if cap is None or trial.batch_size <= cap else None)
+                        if self.stopped:
+                            return
+                        if statuses[-1] == "oom":
+                            self.round_oom[key] = min(trial.batch_size, cap or trial.batch_size)
                 if self.stopped:
                     return
-                if status == "oom":
-                    self.round_oom[trial.group.key] = min(trial.batch_size, cap or trial.batch_size)
+                for trial, status in zip(runnable, statuses, strict=True):
+                    if status == "oom":
+                        self.round_oom[key] = min(trial.batch_size, self.round_oom.get(key) or trial.batch_size)
+                    elif status is None:
+                        self.total -= 1  # not run: above this round's OOM, or the run stopped
             self._emit(event="total", total=self.total)
         intervals = {tid: interval_of(rows) for tid, rows in self.pooled.by_point.items()
                      if rows and rows[0].get("phase") in (None, "ladder")}
@@ -311,6 +325,81 @@ class Sweep:
     def _pick_inputs(self) -> tuple[list[str], float | None]:
         """What the groups' picks depend on besides the rows: the varying axes and the SLO."""
         return self.config.varying_axes(), self.config.sweep.slo_ms
+
+    def _shares_rounds(self) -> bool:
+        """Whether a later round of a group runs its points in one shared process (rounds.py's
+        doc): not in a multi-process run (every process must run the same jobs), nor under a
+        memory cap the user set (several sizes in one process would cross it sooner)."""
+        sweep = self.config.sweep
+        return sweep.rounds.shared and not self.options.distributed and not sweep.memory_limit \
+            and not sweep.device_memory_limit and not sweep.find_max
+
+    def _shared_round(self, trials: list[Trial], done: dict[str, dict]) -> list[str | None] | None:
+        """One later round of one group's points in one trial process (worker job._measure_shared);
+        each point's round row is recorded as a single trial's is, and points kept from an
+        earlier session are taken as they are. None, with nothing recorded, when fewer than two
+        points are left to run or the shared process failed as a whole (it crashed, ran out of
+        memory or time): the caller then runs the points one process each, so that a failure is
+        put on the size that caused it."""
+        if self.interrupted:
+            raise self._interrupted()
+        todo = [t for t in trials if t.record_id not in done]
+        if len(todo) < 2:
+            return None
+        self._emit(event="trial", index=self.index + 1, total=self.total, trial=todo[0])
+        results = self._run_shared(todo)
+        if self.interrupted:
+            raise self._interrupted()
+        if results is None:
+            return None
+        statuses: list[str | None] = []
+        for trial in trials:
+            if trial.record_id in done:
+                statuses.append(self._point(trial, done))
+            else:
+                self.index += 1
+                row, samples = results[trial.record_id]
+                statuses.append(self._record(trial, row, samples))
+            if self.stopped:
+                break
+        return statuses + [None] * (len(trials) - len(statuses))
+
+    def _run_shared(self, trials: list[Trial]) -> dict[str, tuple[dict, dict | None]] | None:
+        """Each trial's (row, samples) from one shared process, or None when it failed as a whole."""
+        first = trials[0]
+        axes = dict(first.group.axes)
+        worker = self.worker(axes["backend"])
+        log_path = self.run_dir / "trials" / f"{first.trial_id}-shared-r{first.round}.log"
+        request = {"op": "trial", "config": self._next_job_config(),
+                   "trial": {"mode": first.mode, "method": first.method, "batch_size": first.batch_size,
+                             "shared": [t.batch_size for t in trials], "axes": axes, "phase": first.phase,
+                             "round": first.round, "reference_path": None,
+                             "reference_batch_size": min(self.config.sweep.batch_sizes)}}
+        timeout = self.config.sweep.trial_timeout_s
+        started = time.perf_counter()
+        try:
+            outcome = self._job(worker, request, timeout_s=timeout * len(trials) if timeout else None,
+                                memory_cap_bytes=self.budget.cap_bytes, log_path=log_path)
+        except WorkerError:
+            return None
+        wall = time.perf_counter() - started
+        shared = (outcome.result or {}).get("shared")
+        if outcome.result is None or outcome.result.get("status") != "ok" or outcome.timed_out \
+                or outcome.memory_killed or not shared or len(shared) != len(trials):
+            return None
+        out = {}
+        for trial, result in zip(trials, shared, strict=True):
+            measured = (result.get("measurement") or {}).get("wall_s")
+            made = row_from_outcome(trial, JobOutcome(result=result, returncode=outcome.returncode),
+                                    measured if measured is not None else wall / len(trials), self.context,
+                                    available_bytes=available_memory_bytes())
+            made.row["shared_round"] = True
+            if made.unstable:
+                self.unstable.append(trial.record_id)
+            out[trial.record_id] = (made.row, made.samples)
+        if not self.options.verbose and all(row["status"] == "ok" for row, _ in out.values()):
+            log_path.unlink(missing_ok=True)
+        return out
 
     def _point(self, trial: Trial, done: dict[str, dict], skip: str | None = None) -> str:
         """Run (or take from an earlier session) one round of one point; returns the status of
@@ -330,6 +419,10 @@ class Sweep:
             row, samples = self._run_trial(trial)
         if self.interrupted:
             raise self._interrupted()
+        return self._record(trial, row, samples)
+
+    def _record(self, trial: Trial, row: dict, samples: dict | None) -> str:
+        """A round-trial's row is final: write it durably, pool it, tell the terminal."""
         row["round"] = trial.round
         row["finished_at"] = now_iso()
         # The durable unit first (row and samples in one atomic file), then results.csv, then run.json.

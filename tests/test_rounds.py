@@ -150,14 +150,38 @@ class RoundWorker:
         t = request["trial"]
         if self.on_trial:
             self.on_trial(len([r for r in self.requests if r["op"] == "trial"]))
+        if t.get("shared"):  # a shared round: one process, the whole machine's speed shared by its sizes
+            if any(self.oom(b, t["round"]) for b in t["shared"]):
+                return JobOutcome(result=None, returncode=-9, memory_killed=True)  # the process dies
+            factor = 1 + self.noise * self.rng.uniform(-1, 1)
+            shared = [self.result(b, factor) for b in t["shared"]]
+            for one in shared:
+                one.update(peak_host_mib=None, memory_window="shared")
+            return JobOutcome(result={"status": "ok", "shared": shared}, returncode=0)
         if self.oom(t["batch_size"], t["round"]):
             return JobOutcome(result={"status": "oom", "error": "out of memory"}, returncode=0)
-        level = 1000.0 * min(t["batch_size"], 32) / 32
-        factor = 1 + self.noise * self.rng.uniform(-1, 1)
-        times = [t["batch_size"] * 10 / (level * factor * (1 + 0.01 * i)) for i in range(3)]
-        return JobOutcome(result={"status": "ok", "peak_host_mib": 500.0 + t["batch_size"], "measurement": {
-            "repeat_samples": [t["batch_size"] * 10] * 3, "repeat_time_s": times,
-            "step_s": [0.001] * 30, "first_step_s": 0.2, "steps": 30}}, returncode=0)
+        return JobOutcome(result=self.result(t["batch_size"], 1 + self.noise * self.rng.uniform(-1, 1)), returncode=0)
+
+    def result(self, batch, factor):
+        level = 1000.0 * min(batch, 32) / 32
+        times = [batch * 10 / (level * factor * (1 + 0.01 * i)) for i in range(3)]
+        return {"status": "ok", "peak_host_mib": 500.0 + batch, "measurement": {
+            "repeat_samples": [batch * 10] * 3, "repeat_time_s": times,
+            "step_s": [0.001] * 30, "first_step_s": 0.2, "steps": 30}}
+
+    def trials(self):
+        """(batch size, round) of every round-trial measured: a shared request counts once per
+        size, unless it failed as a whole (its sizes then run alone and count there)."""
+        out = []
+        for r in self.requests:
+            if r["op"] != "trial":
+                continue
+            t = r["trial"]
+            if not t.get("shared"):
+                out.append((t["batch_size"], t["round"]))
+            elif not any(self.oom(b, t["round"]) for b in t["shared"]):
+                out += [(b, t["round"]) for b in t["shared"]]
+        return out
 
     def interrupt(self):
         pass
@@ -175,7 +199,7 @@ def run_sweep(tmp_path, worker, resume=False, **sweep):
 
 
 def trials(worker):
-    return [(r["trial"]["batch_size"], r["trial"]["round"]) for r in worker.requests if r["op"] == "trial"]
+    return worker.trials()
 
 
 def test_fixed_rounds_run_the_ladder_then_shuffled_rounds_and_pool_one_row_per_point(tmp_path):
@@ -206,7 +230,7 @@ def test_adaptive_rounds_add_rounds_only_where_the_interval_is_wide(tmp_path):
     # to 8 and 16 at a quarter and a half of it
     per_size = {b: max(k for s, k in trials(noisy) if s == b) for b in (8, 16, 32, 64)}
     assert per_size[32] == per_size[64] == 5 and per_size[8] <= 4  # 2 rounds (t = 12.7) tie anything
-    spread = RoundWorker(noise=0.15)
+    spread = RoundWorker(noise=0.1)
     outcome = run_sweep(tmp_path / "spread", spread, rounds={"min": 3, "max": 5, "rel_half_width": 0.01})
     per_size = {b: max(k for s, k in trials(spread) if s == b) for b in (8, 16, 32, 64)}
     assert per_size[8] == per_size[16] == 3 and per_size[32] == per_size[64] == 5
@@ -224,20 +248,67 @@ def test_an_oom_in_a_later_round_stops_the_larger_sizes_there(tmp_path):
     assert rows[32]["status"] == "oom" and rows[8]["status"] == "ok"
 
 
-def test_resume_after_a_kill_mid_round_runs_only_the_missing_round_trials(tmp_path):
+def test_later_rounds_share_one_process_per_group_in_the_seeded_order(tmp_path):
+    worker = RoundWorker()
+    run_sweep(tmp_path, worker, rounds=3)
+    requests = [r["trial"] for r in worker.requests if r["op"] == "trial"]
+    # round 1: the ordered ladder, one fresh process per point (it measures memory)
+    assert [(t["batch_size"], t.get("shared")) for t in requests[:4]] == [(b, None) for b in (8, 16, 32, 64)]
+    # rounds 2 and 3: one process each for the group, its sizes in a shuffled order
+    assert [t["round"] for t in requests[4:]] == [2, 3]
+    orders = [t["shared"] for t in requests[4:]]
+    assert all(sorted(o) == [8, 16, 32, 64] for o in orders) and orders != [[8, 16, 32, 64]] * 2
+    again = RoundWorker()
+    run_sweep(tmp_path / "again", again, rounds=3)
+    assert [r["trial"].get("shared") for r in again.requests if r["op"] == "trial"] == [t.get("shared") for t in requests]
+    records = load_trial_records(tmp_path / "run")
+    assert records["fit-b32-r2"]["row"]["shared_round"] is True and records["fit-b32-r1"]["row"].get("shared_round") is None
+    # memory is a first-round figure: the shared rounds carry none, the pooled peak is round 1's
+    assert records["fit-b32-r2"]["row"]["peak_host_mib"] is None
+    rows = {r["batch_size"]: r for r in read_rows(tmp_path / "run" / "results.csv")}
+    assert rows[32]["peak_host_mib"] == records["fit-b32-r1"]["row"]["peak_host_mib"]
+
+
+def test_a_shared_process_that_dies_reruns_its_sizes_alone_and_the_oom_lands_on_its_size(tmp_path):
+    worker = RoundWorker(oom=lambda batch, number: batch == 64 and number >= 2)
+    run_sweep(tmp_path, worker, rounds=3)
+    ran = trials(worker)
+    assert sorted(b for b, k in ran if k == 2) == [8, 16, 32, 64]  # alone after the shared process died
+    assert sorted(b for b, k in ran if k == 3) == [8, 16, 32]  # above round 2's OOM: not run again
+    round3 = [r["trial"] for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 3]
+    assert len(round3) == 1 and sorted(round3[0]["shared"]) == [8, 16, 32]
+    rows = {r["batch_size"]: r for r in read_rows(tmp_path / "run" / "results.csv")}
+    assert rows[64]["status"] == "oom" and rows[32]["status"] == "ok" and rows[32]["rounds"] == 3
+
+
+@pytest.mark.parametrize("sweep", [{"rounds": {"min": 2, "max": 2, "shared": False}},
+                                   {"rounds": 2, "memory_limit": "4GiB"},
+                                   {"rounds": 2, "find_max": True}])
+def test_rounds_are_not_shared_when_off_or_under_a_memory_question(tmp_path, sweep):
+    worker = RoundWorker()
+    run_sweep(tmp_path, worker, **sweep)
+    later = [r["trial"] for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 2]
+    assert later and all(not t.get("shared") for t in later)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_resume_after_a_kill_mid_round_runs_only_the_missing_round_trials(tmp_path, shared):
     first = RoundWorker()
+    # shared rounds: 4 ladder trials, then one process per later round; else one per round-trial
+    kill_at = 6 if shared else 7
 
     def kill(n):
-        if n == 7:
-            raise KeyboardInterrupt  # the sweep dies in round 2, after 6 round-trials were saved
+        if n == kill_at:
+            raise KeyboardInterrupt  # the sweep dies in its last (shared) or second round
 
     first.on_trial = kill
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(tmp_path, first, rounds=3)
-    done = set(trials(first)[:6])
+        run_sweep(tmp_path, first, rounds={"min": 3, "max": 3, "shared": shared})
+    done = set(trials(first)[:8 if shared else 6])
     again = RoundWorker()
-    run_sweep(tmp_path, again, resume=True, rounds=3)
+    run_sweep(tmp_path, again, resume=True, rounds={"min": 3, "max": 3, "shared": shared})
     assert set(trials(again)) == {(b, k) for b in (8, 16, 32, 64) for k in (1, 2, 3)} - done
+    assert len([r for r in again.requests if r["op"] == "trial"]) == (1 if shared else 6)
     rows = read_rows(tmp_path / "run" / "results.csv")
     assert [r["rounds"] for r in rows] == [3, 3, 3, 3]
 

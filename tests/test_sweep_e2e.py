@@ -52,7 +52,7 @@ def test_figures_relate_as_they_must(tiny_run):
         overall = r["samples"] / r["timed_s"]
         assert r["throughput_sps_min"] <= overall * 1.0001 and overall <= r["throughput_sps_max"] * 1.0001
         assert r["throughput_sps_min"] <= r["throughput_sps"] <= r["throughput_sps_max"]
-        # two rounds, each a fresh process: the pooled figure lies inside its interval over rounds
+        # two rounds (the second shared by the group's sizes in one process): the pooled figure lies inside its interval
         assert r["rounds"] == 2 and r["throughput_sps_ci_low"] <= r["throughput_sps"] <= r["throughput_sps_ci_high"]
         assert r["step_ms_median"] <= r["step_ms_p90"] <= r["step_ms_p95"] <= r["step_ms_p99"] <= r["step_ms_max"]
         assert math.isclose(r["sample_ms"], r["step_ms_median"] / r["batch_size"], rel_tol=1e-3)
@@ -81,6 +81,11 @@ def test_run_json_holds_what_compare_and_resume_need(tiny_run):
     assert len(samples["throughput_sps"]) == 2 * TINY_SWEEP["repeats"] and all(s > 0 for s in samples["throughput_sps"])
     assert samples["round"] == [0] * TINY_SWEEP["repeats"] + [1] * TINY_SWEEP["repeats"]  # compare's unit
     assert [r["round"] for r in record["rounds"]["fit-b16"]] == [1, 2]
+    # round 2 of each group ran its two sizes in one process: real figures, no memory figure
+    for tid in ("fit-b16", "fit-b64", "predict-predict-b64", "predict-serve-b16"):
+        first, second = record["rounds"][tid]
+        assert first["shared_round"] is None and first["peak_host_mib"] > 0
+        assert second["shared_round"] is True and second["peak_host_mib"] is None and second["throughput_sps"] > 0
     assert all(len(record["samples"][r]["throughput_sps"]) >= TINY_SWEEP["repeats"] for r in record["samples"])
     recs = summary["recommendations"]
     assert set(recs) >= {"fit", "predict/predict", "predict/serve", "overall"}

@@ -210,8 +210,8 @@ def test_an_interrupted_and_resumed_sweep_keeps_one_parent(tmp_path, store):
     first = RoundWorker()
 
     def kill(n):
-        if n == 6:
-            raise KeyboardInterrupt  # dies in round 2 after five round-trials were saved
+        if n == 5:
+            raise KeyboardInterrupt  # dies in round 2 (one shared process) after the four of round 1 were saved
 
     first.on_trial = kill
     trackers = open_trackers(store, tmp_path / "tb")
@@ -350,7 +350,7 @@ def fake_worker(monkeypatch):
 def test_the_cli_files_an_interrupted_sweep_and_its_resume_into_one_parent(tmp_path, write_config, store,
                                                                            fake_worker):
     config = write_config(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}))
-    fake_worker["stop_at"] = 6
+    fake_worker["stop_at"] = 5  # round 2's shared process
     result = cli("sweep", config, "--out", tmp_path / "run", "--mlflow", store, "--tensorboard", tmp_path / "tb",
                  "-q", "--no-plots")
     assert result.exit_code == 130

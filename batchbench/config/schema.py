@@ -293,13 +293,17 @@ class StabilitySpec(_Strict):
 
 
 class RoundsSpec(_Strict):
-    """How many rounds each point is measured in: each round a fresh trial process, the later
-    rounds in a seeded random order. After `min` rounds, a point gets more (up to `max`) while
+    """How many rounds each point is measured in: the first in a fresh trial process per point,
+    the later ones in a seeded random order, a group's points sharing one process per round
+    (`shared`). After `min` rounds, a point gets more (up to `max`) while
     its 95% interval's half-width is wider than `rel_half_width` of its throughput."""
 
     min: Int = Field(default=3, gt=0)
     max: Int = Field(default=6, gt=0)
     rel_half_width: Num = Field(default=0.05, gt=0, lt=1)
+    # Rounds after the first run a group's points in one process per round (rounds.py's doc);
+    # false: one fresh process per point in every round.
+    shared: bool = True
 
     @model_validator(mode="before")
     @classmethod

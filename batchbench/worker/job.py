@@ -1,5 +1,6 @@
 """One job in a fresh worker child: `env`, `preflight` (build everything, check it fits
-together, measure nothing) or `trial` (one measured point)."""
+together, measure nothing) or `trial` (one measured point, or a shared round: several points
+of one group timed one after another on one model, see `_measure_shared`)."""
 
 from __future__ import annotations
 
@@ -340,15 +341,42 @@ def run_trial(config: dict, trial: dict, window_path: str | None = None) -> dict
 
     meter = EnergyMeter(on_gpu=get_backend(backend).on_gpu(device_info))
     with _scope(device_info):
-        result = _measure(config, trial, axes, backend, meter, host, window_path)
-    result["replicas"] = device_info.get("total_devices") or _replicas(device_info)
-    for key in ("processes", "devices_per_process"):
-        if key in device_info:
-            result[key] = device_info[key]
+        if trial.get("shared"):
+            result = _measure_shared(config, trial, axes, backend, meter, host)
+        else:
+            result = _measure(config, trial, axes, backend, meter, host, window_path)
+    for one in result.get("shared") or [result]:
+        one["replicas"] = device_info.get("total_devices") or _replicas(device_info)
+        for key in ("processes", "devices_per_process"):
+            if key in device_info:
+                one[key] = device_info[key]
     return result
 
 
-def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, window_path: str | None = None) -> dict:
+def _measure_shared(config: dict, trial: dict, axes: dict, backend: str, meter, host) -> dict:
+    """A shared round: the batch sizes in `trial["shared"]` (the controller's seeded order),
+    each measured as its own trial would be, one after another on one model and its data in
+    this one process. No memory figures: a process that ran several sizes holds the largest
+    one's peak, and memory is measured alone in each point's first round. A size that fails
+    is its own failed result; the others stand."""
+    work = Workload(config, axes)
+    out = []
+    for batch_size in trial["shared"]:
+        one = {**trial, "batch_size": batch_size, "shared": None}
+        try:
+            result = _measure(config, one, axes, backend, meter, host, work=work)
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this size's ending becomes its result
+            traceback.print_exc()
+            result = {"status": classify(exc), "error": one_line(exc)}
+        result.update(peak_host_mib=None, peak_device_mib=None, nvml_process_mib=None, memory_window="shared")
+        out.append(result)
+    return {"status": "ok", "shared": out}
+
+
+def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, window_path: str | None = None,
+             work: Workload | None = None) -> dict:
     device = DeviceMemory(backend)
     device.start()
     window = MemoryWindow(host, device, window_path)
@@ -356,7 +384,7 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
     from batchbench.worker.timing import clock
 
     started = clock()
-    work = Workload(config, axes)
+    work = work or Workload(config, axes)
     sweep = config["sweep"]
     batch_size = int(trial["batch_size"])
     if trial.get("phase") == "confirm":
