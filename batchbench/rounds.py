@@ -113,7 +113,10 @@ def pool(rows: Sequence[dict], samples: Sequence[dict | None]) -> tuple[dict, di
         row[key] = max(values) if values else None
     headroom = [r["headroom_mib"] for r in oks if r.get("headroom_mib") is not None]
     row["headroom_mib"] = min(headroom) if headroom else None
-    first = [r["first_step_s"] for r in oks if r.get("first_step_s") is not None]
+    # The first step's cost is a fresh process's (trace, compile): a shared round's sizes after
+    # the first reuse what the earlier ones traced, so its rows count only without a fresh one.
+    fresh = [r for r in oks if not r.get("shared_round")] or oks
+    first = [r["first_step_s"] for r in fresh if r.get("first_step_s") is not None]
     row["first_step_s"] = statistics.median(first) if first else None
     if row.get("energy_j") is not None and row.get("samples"):
         row["j_per_1k"] = row["energy_j"] / row["samples"] * 1000

@@ -53,6 +53,18 @@ def test_pool_sums_counts_and_keeps_the_highest_peak():
     assert "round" not in row
 
 
+def test_a_shared_round_keeps_the_fresh_rounds_first_step_and_peak():
+    # round 1 ran alone (a cold trace, its own peak); rounds 2-3 shared a process whose earlier
+    # sizes had traced already and whose memory held the largest size's peak (none reported)
+    rows = [{"trial_id": "fit-b8", "batch_size": 8, "status": "ok", "round": k, "throughput_sps": 1000.0 + k,
+             "first_step_s": first, "peak_host_mib": peak, "shared_round": shared}
+            for k, first, peak, shared in ((1, 0.4, 500.0, None), (2, 0.01, None, True), (3, 0.02, None, True))]
+    row, _ = pool(rows, [None] * 3)
+    assert row["first_step_s"] == 0.4 and row["peak_host_mib"] == 500.0 and row["rounds"] == 3
+    row, _ = pool(rows[1:], [None] * 2)  # no fresh round (a resumed edge case): the shared ones stand
+    assert row["first_step_s"] == pytest.approx(0.015)
+
+
 def test_a_later_round_out_of_memory_fails_the_point_and_keeps_its_figures():
     rows = [{"trial_id": "fit-b8", "batch_size": 8, "status": "ok", "round": 1, "throughput_sps": 1000.0},
             {"trial_id": "fit-b8", "batch_size": 8, "status": "oom", "round": 2, "error": "crossed the cap",
