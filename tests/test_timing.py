@@ -282,3 +282,28 @@ def test_fit_chunks_count_every_step_and_processes_run_equal_steps():
     assert timed["steps_per_epoch"] and 64 % timed["steps_per_epoch"] == 0  # 64 steps a pass, cut evenly
     assert timed["iterations"] == timed["steps_per_epoch"] + a["steps"]  # a warm-up chunk, then the repeats
     assert len(a["step_s"]) == LATENCY_MIN_STEPS
+
+
+@pytest.mark.slow
+def test_an_epochs_first_step_is_timed_from_its_own_start_not_across_the_pass_boundary(monkeypatch):
+    import batchbench.worker.fit as fit
+
+    now = [0.0]
+    monkeypatch.setattr(fit, "clock", lambda: now[0])
+
+    class Sink:
+        def __init__(self):
+            self.added, self.done = [], False
+
+        def add(self, seconds):
+            self.added.append(seconds)
+
+    sink = Sink()
+    timer = fit.StepTimer(sink)
+    for _ in range(3):  # 3 epochs of 2 steps, each step 1 s; 10 s between epochs (epoch end, a new iterator)
+        for batch in range(2):
+            timer.on_train_batch_begin(batch)
+            now[0] += 1.0
+            timer.on_train_batch_end(batch)
+        now[0] += 10.0
+    assert sink.added == [1.0] * 6
