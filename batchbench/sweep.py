@@ -296,14 +296,7 @@ class Sweep:
                 self.total -= len(trials) - len(runnable)  # above an OOM of an earlier round: not run again
                 statuses = self._shared_round(runnable, done) if self._shares_rounds() else None
                 if statuses is None:  # one process per point: not shared, or the shared process failed
-                    statuses = []
-                    for trial in runnable:
-                        cap = self.round_oom.get(key)
-                        statuses.append(self._point(trial, done) if cap is None or trial.batch_size <= cap else None)
-                        if self.stopped:
-                            return
-                        if statuses[-1] == "oom":
-                            self.round_oom[key] = min(trial.batch_size, cap or trial.batch_size)
+                    statuses = self._round_alone(runnable, done, key)
                 if self.stopped:
                     return
                 for trial, status in zip(runnable, statuses, strict=True):
@@ -325,6 +318,19 @@ class Sweep:
     def _pick_inputs(self) -> tuple[list[str], float | None]:
         """What the groups' picks depend on besides the rows: the varying axes and the SLO."""
         return self.config.varying_axes(), self.config.sweep.slo_ms
+
+    def _round_alone(self, trials: list[Trial], done: dict[str, dict], key: str) -> list[str | None]:
+        """One later round of one group's points, one process each in the given order; a size
+        above an OOM met earlier in this round is not run (None). Stops at a stop."""
+        statuses: list[str | None] = []
+        for trial in trials:
+            cap = self.round_oom.get(key)
+            statuses.append(self._point(trial, done) if cap is None or trial.batch_size <= cap else None)
+            if self.stopped:
+                break
+            if statuses[-1] == "oom":
+                self.round_oom[key] = min(trial.batch_size, cap or trial.batch_size)
+        return statuses + [None] * (len(trials) - len(statuses))
 
     def _shares_rounds(self) -> bool:
         """Whether a later round of a group runs its points in one shared process (rounds.py's
@@ -367,14 +373,9 @@ class Sweep:
     def _run_shared(self, trials: list[Trial]) -> dict[str, tuple[dict, dict | None]] | None:
         """Each trial's (row, samples) from one shared process, or None when it failed as a whole."""
         first = trials[0]
-        axes = dict(first.group.axes)
-        worker = self.worker(axes["backend"])
+        worker = self.worker(dict(first.group.axes)["backend"])
         log_path = self.run_dir / "trials" / f"{first.trial_id}-shared-r{first.round}.log"
-        request = {"op": "trial", "config": self._next_job_config(),
-                   "trial": {"mode": first.mode, "method": first.method, "batch_size": first.batch_size,
-                             "shared": [t.batch_size for t in trials], "axes": axes, "phase": first.phase,
-                             "round": first.round, "reference_path": None,
-                             "reference_batch_size": min(self.config.sweep.batch_sizes)}}
+        request = self._trial_request(first, shared=[t.batch_size for t in trials])
         timeout = self.config.sweep.trial_timeout_s
         started = time.perf_counter()
         try:
@@ -479,17 +480,9 @@ class Sweep:
             self.current_worker = None
 
     def _run_trial(self, trial: Trial) -> tuple[dict, dict | None]:
-        axes = dict(trial.group.axes)
-        worker = self.worker(axes["backend"])
+        worker = self.worker(dict(trial.group.axes)["backend"])
         log_path = self.run_dir / "trials" / f"{trial.record_id}.log"
-        request = {"op": "trial", "config": self._next_job_config(),
-                   "trial": {"mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
-                             "axes": axes, "phase": trial.phase, "round": trial.round,
-                             # the consistency check once per point: its first round
-                             "reference_path": str(self._reference_path(trial))
-                             if trial.mode == "predict" and trial.round == 1 else None,
-                             # the group's smallest size, also where a shard holds only larger ones
-                             "reference_batch_size": min(self.config.sweep.batch_sizes)}}
+        request = self._trial_request(trial)
         self.current_worker = worker
         started = time.perf_counter()
         peer_note: list[str] = []
@@ -519,6 +512,19 @@ class Sweep:
         if row["status"] == "ok" and not self.options.verbose:
             log_path.unlink(missing_ok=True)
         return row, made.samples
+
+    def _trial_request(self, trial: Trial, shared: list[int] | None = None) -> dict:
+        """The worker's trial job for one round-trial, or with `shared` for a shared round of
+        those batch sizes (trial is its first)."""
+        return {"op": "trial", "config": self._next_job_config(),
+                "trial": {"mode": trial.mode, "method": trial.method, "batch_size": trial.batch_size,
+                          "shared": shared, "axes": dict(trial.group.axes), "phase": trial.phase,
+                          "round": trial.round,
+                          # the consistency check once per point: its first round
+                          "reference_path": str(self._reference_path(trial))
+                          if trial.mode == "predict" and trial.round == 1 else None,
+                          # the group's smallest size, also where a shard holds only larger ones
+                          "reference_batch_size": min(self.config.sweep.batch_sizes)}}
 
     def _reference_path(self, trial: Trial) -> Path:
         key = trial.group.key.replace("/", "_").replace("|", "_").replace("=", "-")
