@@ -127,7 +127,9 @@ def main() -> int:
             print(f"  max_batch_size {gap['max_batch_size']}, timeout {gap['batch_timeout_ms']:g} ms: simulated "
                   f"{gap['simulated_max_qps']}, measured {gap['measured_max_qps']} req/s, gap "
                   f"{'n/a' if gap['gap_pct'] is None else format(gap['gap_pct'], '+.0f') + '%'}"
-                  f" {'(within 20%)' if within else '(OUTSIDE 20%)'}")
+                  f" {'(within 20%)' if within else '(OUTSIDE 20%)'}; the search's max before the repeats "
+                  f"{gap['search_max_qps']} req/s, gap "
+                  f"{'n/a' if gap['search_gap_pct'] is None else format(gap['search_gap_pct'], '+.0f') + '%'}")
     print(f"load average at end: {load()}")
     print(f"run folders: {work}")
     for failure in failures:

@@ -160,7 +160,7 @@ def test_known_points_are_not_measured_again():
 
     settings = [{"batch_timeout_ms": 1.0, "start_qps": 400.0}]
     first = search_settings(settings, measure, [], max_points=5)
-    assert measured[-1] == (first["1"], 1)  # the answer measured again with fresh arrivals
+    assert measured[-2:] == [(first["1"], 1), (first["1"], 2)]  # the answer measured twice more, fresh arrivals
     kept = [{"batch_timeout_ms": 1.0, "offered_qps": r, "repeat": k, "slo_met": synthetic_p99(r) <= 20}
             for r, k in measured[:3]]
     total = len(measured)
@@ -182,6 +182,48 @@ def test_an_answer_that_does_not_hold_again_sends_the_search_lower():
     assert answer is not None and 400 <= answer <= 500
     lucky = [rate for rate, repeat in calls if repeat == 0 and 500 < rate < 515]
     assert lucky and all((rate, k) in calls for rate in lucky[-1:] for k in (1,))  # measured again, and missed
+
+
+def test_every_repeat_of_the_answer_must_hold_or_the_next_met_rate_below_is_tried():
+    calls = []
+
+    def measure(timeout_ms, rate, repeat):
+        calls.append((rate, repeat))
+        # up to 500 req/s always; up to 530 the first two measurements only: luck at the cliff
+        met = rate <= 500 or (rate <= 530 and repeat < 2)
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat, "slo_met": met}
+
+    answer = search_settings([{"batch_timeout_ms": 0.0, "start_qps": 600.0}], measure, [], rel_tol=0.02,
+                             repeats=2, confirmations=4)["0"]
+    searched = sorted({r for r, k in calls if k == 0})
+    lucky = [r for r in searched if 500 < r <= 530]
+    assert lucky and all((r, 1) in calls and (r, 2) in calls for r in lucky)  # each held once, then missed
+    assert answer == max(r for r in searched if r <= 500)  # the next met rate below the last that missed
+    assert all((answer, k) in calls for k in (1, 2))  # and it held twice
+    assert not [r for r, k in calls[calls.index((lucky[0], 2)) + 1:] if k == 0]  # no search near the cliff
+    assert search_settings([{"batch_timeout_ms": 0.0, "start_qps": 520.0}],
+                           lambda t, r, k: {"slo_met": k == 0}, [], confirmations=2)["0"] is None  # nothing holds
+
+
+def test_the_answer_read_back_from_the_rows_follows_the_search():
+    def row(rate, repeat=0, met=True, held=None, p99=10.0):
+        out = {"source": "measured", "max_batch_size": 16, "batch_timeout_ms": 2.0, "offered_qps": rate,
+               "repeat": repeat, "slo_met": met, "latency_ms_p99": p99}
+        return out if held is None else {**out, "held": held}
+
+    key = (16, 2.0)
+    searched = [row(400), row(600), row(700, met=False), row(600, 1, held=True, p99=14.0), row(600, 2, held=False),
+                row(500), row(500, 1, held=True, p99=12.0), row(500, 2, held=True, p99=11.0)]
+    best = outputs.setting_max(searched)[key]
+    assert best["offered_qps"] == 500 and best["latency_ms_p99"] == 12.0  # 600 did not hold; the worst p99 of 500
+    assert outputs.setting_max(searched[:5])[key] is None  # 400 and 500 met once but never held: no answer yet
+    assert outputs.setting_max(searched, confirmed=False)[key]["offered_qps"] == 600  # the search's own max
+    gap = outputs.comparison(searched + [{**row(660), "source": "simulated"}])[0]
+    assert (gap["measured_max_qps"], gap["search_max_qps"]) == (500, 600)
+    assert gap["gap_pct"] == pytest.approx(32.0) and gap["search_gap_pct"] == pytest.approx(10.0)
+    given = [row(100), row(200), row(300, met=False)]  # --rates: no repeats, nothing to confirm
+    assert outputs.setting_max(given)[key]["offered_qps"] == 200
+    assert outputs.setting_max([{**r, "source": "simulated"} for r in given], "simulated")[key]["offered_qps"] == 200
 
 
 def test_the_answers_repeat_must_hold_with_headroom():
@@ -262,8 +304,7 @@ class SimulatedWorker:
                 raise KeyboardInterrupt
             self.measured += 1
             result = simulate(service, rate, job["max_batch_size"], timeout_ms, serving["percentile"], seed=repeat)
-            row = {**point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0),
-                   "repeat": repeat}
+            row = point_row(result, job["max_batch_size"], timeout_ms, 1, serving["slo_ms"], 1.0, 200_000.0, repeat)
             with open(job["points_path"], "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             kw["on_tick"]()
@@ -271,7 +312,7 @@ class SimulatedWorker:
 
         try:
             search_settings(job["settings"], measure, job["known"], max_points=serving["max_points"],
-                            holds=lambda row: holds(row, serving["slo_ms"]))
+                            repeats=serving["confirm_repeats"], holds=lambda row: bool(row.get("held")))
         except KeyboardInterrupt:
             return JobOutcome(result=None, returncode=-9)
         return JobOutcome(result={"status": "ok"}, returncode=0)
@@ -503,7 +544,7 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
                          "data": {"npz": {"path": "data.npz"}},
                          "serving": {"slo_ms": 50, "percentile": 90, "max_batch_sizes": [1, 8],
                                      "timeouts_ms": [0, 2], "measure_top": 1, "min_duration_s": 0.2,
-                                     "max_duration_s": 0.4, "max_points": 3}})
+                                     "max_duration_s": 0.4, "max_points": 3, "confirm_duration_s": 0.6}})
     out = tmp_path / "run"
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_cli("serving", path, "--out", out, "--json", "--no-plots", "--mlflow", store)
@@ -525,7 +566,10 @@ def test_serving_end_to_end_with_a_tiny_model(tmp_path, write_config):
     assert parents[0].data.tags["serving.max_qps"] == ("none" if summary["serving"] is None
                                                        else str(summary["serving"]["max_qps"]))
     measured = [r for r in rows if r["source"] == "measured"]
-    assert 1 <= len(measured) <= 3 + 3  # max_points, and up to 3 repeats of the answer
+    assert 1 <= len(measured) <= 3 + 3 * (2 + 3)  # max_points; 3 candidates, 2 repeats and 3 points below each
+    for r in measured:  # the search's points within their bounds; the answer's repeats sustain the load longer
+        assert 0.2 <= r["duration_s"] <= 0.4 if not r["repeat"] else r["duration_s"] == 0.6
+        assert (r.get("held") is None) == (not r["repeat"])
     for r in measured:
         assert r["requests"] == pytest.approx(0.9 * r["offered_qps"] * r["duration_s"], rel=0.25, abs=5)
         assert r["latency_ms_p50"] <= r["latency_ms_p90"] <= r["latency_ms_p99"]

@@ -490,15 +490,18 @@ def test_a_settings_max_is_sent_only_when_its_search_ended():
     rows = [{**base, "source": "simulated", "offered_qps": 900.0, "slo_met": True},
             {**base, "source": "measured", "offered_qps": 500.0, "slo_met": True, "latency_ms_p99": 10.0, "repeat": 0},
             {**base, "source": "measured", "offered_qps": 800.0, "slo_met": True, "latency_ms_p99": 18.0, "repeat": 0},
-            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": False, "latency_ms_p99": 31.0, "repeat": 1}]
+            {**base, "source": "measured", "offered_qps": 800.0, "slo_met": False, "latency_ms_p99": 31.0, "repeat": 1,
+             "held": False},
+            *({**base, "source": "measured", "offered_qps": 500.0, "slo_met": True, "latency_ms_p99": 10.0 - k,
+               "repeat": k, "held": True} for k in (1, 2))]  # the next met rate below, held twice
     running = setting_row(rows[:3], 8, 2)
     assert "max_qps" not in running and "slo_met" not in running
     assert running["last_offered_qps"] == 800 and running[STEP] == 2 and running["simulated_max_qps"] == 900
     done = setting_row(rows, 8, 2, done=True)
     assert done["max_qps"] == 500 and done["latency_ms_p99"] == 10 and done["slo_met"] is True
-    assert done["gap_pct"] == pytest.approx((900 / 500 - 1) * 100) and done[STEP] == 3
+    assert done["gap_pct"] == pytest.approx((900 / 500 - 1) * 100) and done[STEP] == 5
     point = point_of(done, SETTING, step=STEP)
-    assert point.params == {"max_batch_size": 8, "batch_timeout_ms": 2, "num_batch_threads": 1} and point.step == 3
+    assert point.params == {"max_batch_size": 8, "batch_timeout_ms": 2, "num_batch_threads": 1} and point.step == 5
     assert point.trial_id == "serve-b8-t2" and point.tags["slo_met"] == "true" and point.tags["source"] == "measured"
 
 
@@ -539,7 +542,8 @@ def test_a_serving_run_files_a_child_per_setting_updated_as_its_load_points_end(
         assert [(m.step, m.value) for m in history] == [(n, n) for n in range(len(history))]
         assert history[-1].value == len(points) > 1
         rates = client.get_metric_history(child.info.run_id, "last_offered_qps")
-        assert [(m.step, m.value) for m in rates] == [(n, r["offered_qps"]) for n, r in enumerate(points, 1)]
+        sent = [(n, r["offered_qps"]) for n, r in enumerate(points, 1)]  # only what changed is sent again
+        assert [(m.step, m.value) for m in rates] == [p for i, p in enumerate(sent) if i == 0 or p[1] != sent[i - 1][1]]
     chosen = [key for key, c in by_setting.items() if c.data.tags["answer"] == "true"]
     assert chosen == [(answer["max_batch_size"], answer["batch_timeout_ms"])]
     assert {(s["hparams"]["max_batch_size"], s["hparams"]["batch_timeout_ms"])

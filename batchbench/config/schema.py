@@ -441,6 +441,8 @@ class ServingSpec(_Strict):
     max_duration_s: Num = Field(default=4.0, gt=0)
     rel_tol: Num = Field(default=0.05, gt=0)
     max_points: Int = Field(default=8, gt=1)
+    confirm_repeats: Int = Field(default=2, gt=0)
+    confirm_duration_s: Num = Field(default=5.0, gt=0)
 
     @field_validator("max_batch_sizes", mode="before")
     @classmethod

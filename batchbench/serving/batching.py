@@ -132,12 +132,16 @@ def holds(row: dict, slo_ms: float) -> bool:
 
 
 def point_row(result: LoadResult, max_batch_size: int, timeout_ms: float, threads: int, slo_ms: float,
-              duration_s: float, ceiling_qps: float) -> dict:
+              duration_s: float, ceiling_qps: float, repeat: int = 0) -> dict:
     """A measured load point's serving.csv row. A point offered over half the load generator's
-    own ceiling (measured around an empty model) is generator-bound: failed, whatever it shows."""
+    own ceiling (measured around an empty model) is generator-bound: failed, whatever it shows.
+    A repeat of a search's answer (repeat >= 1) says whether it `held`."""
     bound = result.offered_qps > 0.5 * ceiling_qps
-    return {"max_batch_size": max_batch_size, "batch_timeout_ms": timeout_ms, "num_batch_threads": threads,
-            **result.as_row(), "latency_ms_at_percentile": result.latency_ms_at,
-            "slo_met": (not bound) and meets(result, slo_ms), "duration_s": duration_s,
-            "generator_ceiling_qps": ceiling_qps, "status": "generator_bound" if bound else "ok",
-            "source": "measured"}
+    row = {"max_batch_size": max_batch_size, "batch_timeout_ms": timeout_ms, "num_batch_threads": threads,
+           **result.as_row(), "latency_ms_at_percentile": result.latency_ms_at,
+           "slo_met": (not bound) and meets(result, slo_ms), "duration_s": duration_s,
+           "generator_ceiling_qps": ceiling_qps, "status": "generator_bound" if bound else "ok",
+           "source": "measured", "repeat": repeat}
+    if repeat:
+        row["held"] = holds(row, slo_ms)
+    return row

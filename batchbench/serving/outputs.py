@@ -23,7 +23,7 @@ COLUMNS = (
     "run_id", "name", "model", "source", "status", "max_batch_size", "batch_timeout_ms", "num_batch_threads",
     "offered_qps", "repeat", "achieved_qps", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99",
     "latency_ms_at_percentile", "queue_ms_p99", "batch_size_mean", "requests", "slo_met", "steady",
-    "enough_requests", "duration_s", "generator_ceiling_qps", "preemptions_per_s", "error",
+    "enough_requests", "held", "duration_s", "generator_ceiling_qps", "preemptions_per_s", "error",
 )
 INT = {"max_batch_size", "num_batch_threads", "requests", "repeat"}
 TEXT = {"run_id", "name", "model", "source", "status", "error"}
@@ -52,13 +52,19 @@ class ServingWriter:
     def rows(self) -> list[dict]:
         return read_serving_rows(self.path) if self.path.exists() else []
 
+    def _header(self) -> tuple[str, ...]:
+        with open(self.path, encoding="utf-8", newline="") as fh:
+            return tuple(next(csv.reader(fh), COLUMNS))
+
     def append(self, row: dict) -> None:
         fresh = not self.path.exists() or self.path.stat().st_size == 0
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         if fresh:
             writer.writerow(COLUMNS)
-        writer.writerow([cell(row.get(c)) for c in COLUMNS])
+        # A resumed run keeps its file's columns (one written by an older version has fewer).
+        columns = COLUMNS if fresh else self._header()
+        writer.writerow([cell(row.get(c)) for c in columns])
         with open_append(self.path) as fh:
             fh.write(buf.getvalue())
             fh.flush()
@@ -82,19 +88,30 @@ def point_key(row: dict) -> tuple:
 
 
 # ---------------------------------------------------------------- the answer
-def setting_max(rows: list[dict], source: str = "measured") -> dict[tuple[int, float], dict | None]:
+def setting_max(rows: list[dict], source: str = "measured",
+                confirmed: bool = True) -> dict[tuple[int, float], dict | None]:
     """(max_batch_size, timeout) -> the row of its highest rate that met the SLO below every
-    rate that did not (None: no rate met it). A rate measured twice must have met it twice."""
+    rate that did not (None: no rate met it): the search's rule (serving/search.py), read back
+    from the rows. A rate measured twice must have met it twice, and a repeat that did not hold
+    (`held` false: missed the SLO's headroom) fails its rate. A searched setting (one with
+    repeats) answers only with a rate whose repeats held: an unconfirmed point is no max. The
+    row returned is the worst (highest p99) of that rate's measurements. `confirmed=False`: the
+    search's own max, its points alone (the repeats left out), as one short point shows it."""
     by_setting: dict[tuple[int, float], list[dict]] = {}
     for row in rows:
-        if row.get("source") == source and row.get("offered_qps"):
+        if row.get("source") == source and row.get("offered_qps") and (confirmed or not row.get("repeat")):
             by_setting.setdefault((int(row["max_batch_size"]), float(row["batch_timeout_ms"])), []).append(row)
     out = {}
     for key, points in by_setting.items():
-        failed = [p["offered_qps"] for p in points if not p.get("slo_met")]
+        failed = [p["offered_qps"] for p in points if not p.get("slo_met") or p.get("held") is False]
         ceiling = min(failed) if failed else math.inf
-        met = [p for p in points if p.get("slo_met") and p["offered_qps"] < ceiling]
-        out[key] = max(met, key=lambda p: p["offered_qps"]) if met else None
+        confirmed = {p["offered_qps"] for p in points if p.get("held")}
+        searched = any(p.get("repeat") for p in points)
+        met = [p["offered_qps"] for p in points if p.get("slo_met") and p["offered_qps"] < ceiling
+               and (not searched or p["offered_qps"] in confirmed)]
+        # The answer's figures: the worst of its measurements (the search's point and its repeats).
+        out[key] = max((p for p in points if p["offered_qps"] == max(met)),
+                       key=lambda p: p.get("latency_ms_p99") or 0.0) if met else None
     return out
 
 
@@ -117,15 +134,22 @@ def choose(rows: list[dict], threads: int) -> dict | None:
 
 
 def comparison(rows: list[dict]) -> list[dict]:
-    """Simulated against measured max rate, for every measured setting: the gap is a figure."""
+    """Simulated against measured max rate, for every measured setting: the gap is a figure.
+    `measured_max_qps` is the answer (its repeats held, sustained); `search_max_qps` the search's
+    max before them, one short point at each rate, as the simulator models a point."""
     simulated, measured = setting_max(rows, "simulated"), setting_max(rows, "measured")
+    searched = setting_max(rows, "measured", confirmed=False)
+
+    def gap(sim_qps, qps):
+        return (sim_qps / qps - 1.0) * 100 if sim_qps and qps else None
+
     out = []
     for (m, t), row in sorted(measured.items()):
-        sim = simulated.get((m, t))
-        sim_qps, meas_qps = (sim or {}).get("offered_qps"), (row or {}).get("offered_qps")
-        gap = (sim_qps / meas_qps - 1.0) * 100 if sim_qps and meas_qps else None
+        sim_qps = (simulated.get((m, t)) or {}).get("offered_qps")
+        meas_qps, search_qps = (row or {}).get("offered_qps"), (searched.get((m, t)) or {}).get("offered_qps")
         out.append({"max_batch_size": m, "batch_timeout_ms": t, "simulated_max_qps": sim_qps,
-                    "measured_max_qps": meas_qps, "gap_pct": gap,
+                    "measured_max_qps": meas_qps, "gap_pct": gap(sim_qps, meas_qps),
+                    "search_max_qps": search_qps, "search_gap_pct": gap(sim_qps, search_qps),
                     "latency_ms_p99": (row or {}).get("latency_ms_p99")})
     return out
 

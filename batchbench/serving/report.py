@@ -82,7 +82,8 @@ def report_serving(run_dirs: list[str], out: Path | None, plots: bool, fmt: str 
                 image = name
         suffix = ".html" if fmt == "html" else ".md"
         path = folder / (f"report{suffix}" if not out or len(run_dirs) == 1 else f"{Path(run_dir).resolve().name}{suffix}")
-        name = Path(run_dir).resolve().name
+        # The run's own name (as the run's report has it), else its folder's
+        name = next((r["name"] for r in rows if r.get("name")), None) or Path(run_dir).resolve().name
         if fmt == "html":
             from batchbench.report.html import render_html
 

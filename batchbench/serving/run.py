@@ -254,8 +254,13 @@ class ServingRun:
         offset = [points_path.stat().st_size if points_path.exists() else 0]
         what = ", ".join(f"{e['batch_timeout_ms']:g} ms" for e in entries)
         self._say(f"max_batch_size {m}: measuring timeout(s) {what}")
-        points = self.spec.max_points + 3 if not self.spec.rates else len(self.spec.rates)  # 3: confirmations
-        timeout_s = 120 + len(entries) * points * (self.spec.max_duration_s + 2) * 2
+        spec = self.spec
+        if spec.rates:
+            per_setting = len(spec.rates) * (spec.max_duration_s + 2)
+        else:  # the search, then 3 candidates at most, each with its repeats and 3 more points below it
+            per_setting = (spec.max_points + 9) * (spec.max_duration_s + 2) \
+                + 3 * spec.confirm_repeats * (max(spec.confirm_duration_s, spec.max_duration_s) + 2)
+        timeout_s = 120 + len(entries) * per_setting * 2
 
         def tick() -> None:
             offset[0] = self._read_points(points_path, offset[0], have)

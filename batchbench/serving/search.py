@@ -75,17 +75,21 @@ class RateSearch:
 
 
 def search_settings(settings: list[dict], measure: Callable[[float, float, int], dict], known: list[dict],
-                    rel_tol: float = 0.05, max_points: int = 10, confirmations: int = 3,
+                    rel_tol: float = 0.05, max_points: int = 10, confirmations: int = 3, repeats: int = 2,
                     holds: Callable[[dict], bool] | None = None) -> dict[str, float | None]:
     """One worker job's load points: for each setting ({batch_timeout_ms, start_qps} or
     {batch_timeout_ms, rates}) a search (or the given rates), `measure(timeout_ms, rate, repeat)`
     making each point's row. A point in `known` (measured before a resume) is not measured
     again: the search is deterministic, so it asks for the same points and finds them there.
 
-    The search's answer is measured once more with fresh arrivals (repeat 1, 2, ...): one lucky
-    point is not a max. The repeat must pass `holds(row)` (default: it met the SLO; the worker
-    asks for headroom too). If it does not, that rate counts as failed and the next met rate
-    below it is measured again, up to `confirmations` times; then the setting has no answer."""
+    The search's answer is measured `repeats` more times with fresh arrivals (repeat 1, 2, ...):
+    at the max rate the percentile sits on a cliff (a few percent more load and the queue never
+    drains), so one point that met the SLO there is as likely luck as a max. Every repeat must
+    pass `holds(row)` (default: it met the SLO; the worker asks for headroom too). A repeat that
+    does not makes that rate a failed one, and the next met rate below it is the candidate (none
+    below: the search goes on downwards), up to `confirmations` candidates; then the setting has
+    no answer. outputs.setting_max reads
+    the same rule back from the rows."""
     holds = holds or (lambda row: bool(row.get("slo_met")))
     found = {(float(p["batch_timeout_ms"]), rate_key(float(p["offered_qps"])), int(p.get("repeat") or 0)): p
              for p in known}
@@ -107,16 +111,22 @@ def search_settings(settings: list[dict], measure: Callable[[float, float, int],
             answers[f"{timeout_ms:g}"] = max(ok) if ok else None
             continue
         search = RateSearch(float(setting["start_qps"]), rel_tol=rel_tol, max_points=max_points)
-        best = search.run(lambda rate, t=timeout_ms: bool(point(t, rate).get("slo_met")))
-        confirmed = False
-        for repeat in range(1, confirmations + 1):
-            if best is None:
+
+        def met(rate: float, t: float = timeout_ms) -> bool:
+            return bool(point(t, rate).get("slo_met"))
+
+        best = search.run(met)
+        for _ in range(confirmations):
+            if best is None or all(holds(point(timeout_ms, best, k)) for k in range(1, repeats + 1)):
                 break
-            if holds(point(timeout_ms, best, repeat)):
-                confirmed = True
-                break
-            search.record(best, False)  # it did not hold: the next met rate below is the candidate
+            search.record(best, False)  # it did not hold: a failed rate
+            # The next candidate is the next rate below that met the SLO, not a bisection: the
+            # noise that made this one pass makes rates just below it coin tosses too.
             best = search.max_qps
-        best = best if confirmed else None
+            if best is None:  # none met below it: the search brackets down again, a few points more
+                search.max_points = max(search.max_points, len(search.points) + 3)
+                best = search.run(met)
+        else:
+            best = None  # no candidate held
         answers[f"{timeout_ms:g}"] = best
     return answers

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from batchbench.serving.batching import batch_end, close_time, holds, point_duration_s, point_row, schedule, summarize
+from batchbench.serving.batching import batch_end, close_time, point_duration_s, point_row, schedule, summarize
 from batchbench.serving.search import search_settings
 from batchbench.worker.timing import clock
 
@@ -197,12 +197,14 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
 
     def point(timeout_ms: float, rate: float, repeat: int) -> dict:
         duration = point_duration_s(rate, percentile, serving["min_duration_s"], serving["max_duration_s"])
+        if repeat:  # the answer is a claim about sustained load: its repeats sustain it longer
+            duration = max(duration, float(serving["confirm_duration_s"]))
         arrivals = schedule(rate, duration, _seed(int(config["sweep"]["seed"]) + 101 * repeat, m, timeout_ms, rate))
         before = resource.getrusage(resource.RUSAGE_SELF)
         started, answered, sizes = run_load(server.run_batch, arrivals, m, timeout_ms / 1e3, threads)
         after = resource.getrusage(resource.RUSAGE_SELF)
         result = summarize(rate, arrivals, started, answered, sizes, percentile, slo)
-        row = {**point_row(result, m, timeout_ms, threads, slo, duration, ceiling), "repeat": repeat,
+        row = {**point_row(result, m, timeout_ms, threads, slo, duration, ceiling, repeat),
                # How often the kernel took the CPU away from this process mid-work: other load on
                # the machine, the usual reason one point's tail differs from its neighbours'.
                "preemptions_per_s": (after.ru_nivcsw - before.ru_nivcsw) / max(float(answered[-1]), 1e-9)}
@@ -210,7 +212,8 @@ def load_points(config: dict, axes: dict, job: dict) -> dict:
         return row
 
     answers = search_settings(job["settings"], point, job.get("known") or [], rel_tol=float(serving["rel_tol"]),
-                              max_points=int(serving["max_points"]), holds=lambda row: holds(row, slo))
+                              max_points=int(serving["max_points"]), repeats=int(serving["confirm_repeats"]),
+                              holds=lambda row: bool(row.get("held")))
     return {"status": "ok", "max_qps": answers, "generator_ceiling_qps": ceiling}
 
 
