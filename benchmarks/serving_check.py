@@ -63,6 +63,8 @@ def main() -> int:
     parser.add_argument("--slo-ms", type=float, default=20.0)
     parser.add_argument("--keep", type=Path, help="Keep the run folders here.")
     parser.add_argument("--skip-example", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="A serving: key of the search's config (e.g. confirm_repeats=1), to compare variants.")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="serving-check-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -71,7 +73,8 @@ def main() -> int:
 
     # 1. search the wide MLP, then re-measure its answer alone
     config = work / "wide.yaml"
-    config.write_text(yaml.safe_dump(WIDE_MLP))
+    given = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    config.write_text(yaml.safe_dump({**WIDE_MLP, "serving": {**WIDE_MLP["serving"], **given}}))
     code, summary, err = serving(str(config), "--slo-ms", f"{args.slo_ms:g}", "--out", str(work / "search"))
     if code != 0 or not summary:
         print(err[-2000:])
