@@ -344,9 +344,10 @@ class Sweep:
         """One later round of one group's points in one trial process (worker job._measure_shared);
         each point's round row is recorded as a single trial's is, and points kept from an
         earlier session are taken as they are. None, with nothing recorded, when fewer than two
-        points are left to run or the shared process failed as a whole (it crashed, ran out of
-        memory or time): the caller then runs the points one process each, so that a failure is
-        put on the size that caused it."""
+        points are left to run. When the shared process failed as a whole (it crashed, ran out
+        of memory or time) the sizes it finished before are recorded and the rest run one
+        process each, so that a failure is put on the size that caused it; a Ctrl-C keeps the
+        sizes it finished too (the process reports each size as it ends)."""
         if self.interrupted:
             raise self._interrupted()
         todo = [t for t in trials if t.record_id not in done]
@@ -354,24 +355,29 @@ class Sweep:
             return None
         self._emit(event="trial", index=self.index + 1, total=self.total, trial=todo[0])
         results = self._run_shared(todo)
-        if self.interrupted:
-            raise self._interrupted()
-        if results is None:
-            return None
-        statuses: list[str | None] = []
+        statuses: dict[str, str | None] = {}
+        rest = []
         for trial in trials:
             if trial.record_id in done:
-                statuses.append(self._point(trial, done))
-            else:
+                statuses[trial.record_id] = self._point(trial, done)
+            elif trial.record_id in results:
                 self.index += 1
                 row, samples = results[trial.record_id]
-                statuses.append(self._record(trial, row, samples))
+                statuses[trial.record_id] = self._record(trial, row, samples)
+            else:
+                rest.append(trial)
             if self.stopped:
                 break
-        return statuses + [None] * (len(trials) - len(statuses))
+        if self.interrupted:
+            raise self._interrupted()
+        if rest and not self.stopped:
+            statuses.update(zip((t.record_id for t in rest),
+                                self._round_alone(rest, done, trials[0].group.key), strict=True))
+        return [statuses.get(t.record_id) for t in trials]
 
-    def _run_shared(self, trials: list[Trial]) -> dict[str, tuple[dict, dict | None]] | None:
-        """Each trial's (row, samples) from one shared process, or None when it failed as a whole."""
+    def _run_shared(self, trials: list[Trial]) -> dict[str, tuple[dict, dict | None]]:
+        """Each finished trial's (row, samples) from one shared process: every trial's, or, when
+        the process failed as a whole or was interrupted, those of the sizes it finished first."""
         first = trials[0]
         worker = self.worker(dict(first.group.axes)["backend"])
         log_path = self.run_dir / "trials" / f"{first.trial_id}-shared-r{first.round}.log"
@@ -382,23 +388,25 @@ class Sweep:
             outcome = self._job(worker, request, timeout_s=timeout * len(trials) if timeout else None,
                                 memory_cap_bytes=self.budget.cap_bytes, log_path=log_path)
         except WorkerError:
-            return None
+            return {}
         wall = time.perf_counter() - started
-        shared = (outcome.result or {}).get("shared")
-        if outcome.result is None or outcome.result.get("status") != "ok" or outcome.timed_out \
-                or outcome.memory_killed or not shared or len(shared) != len(trials):
-            return None
+        result = outcome.result or {}
+        shared = result.get("shared") or []
+        whole = result.get("status") == "ok" and not outcome.timed_out and not outcome.memory_killed \
+            and len(shared) == len(trials)
+        if not whole:  # what a failed or interrupted process reported as it went ("partial")
+            shared = shared[:len(trials)] if result.get("status") == "partial" else []
         out = {}
-        for trial, result in zip(trials, shared, strict=True):
-            measured = (result.get("measurement") or {}).get("wall_s")
-            made = row_from_outcome(trial, JobOutcome(result=result, returncode=outcome.returncode),
-                                    measured if measured is not None else wall / len(trials), self.context,
+        for trial, one in zip(trials, shared):
+            measured = (one.get("measurement") or {}).get("wall_s")
+            made = row_from_outcome(trial, JobOutcome(result=one, returncode=outcome.returncode),
+                                    measured if measured is not None else wall / len(shared), self.context,
                                     available_bytes=available_memory_bytes())
             made.row["shared_round"] = True
             if made.unstable:
                 self.unstable.append(trial.record_id)
             out[trial.record_id] = (made.row, made.samples)
-        if not self.options.verbose and all(row["status"] == "ok" for row, _ in out.values()):
+        if whole and not self.options.verbose and all(row["status"] == "ok" for row, _ in out.values()):
             log_path.unlink(missing_ok=True)
         return out
 
@@ -586,5 +594,6 @@ class Sweep:
 
     def _interrupted(self) -> InterruptedSweep:
         return InterruptedSweep(
-            f"interrupted: {len(self.rows)} finished trial(s) kept in {self.run_dir}\n"
+            f"interrupted: {sum(map(len, self.pooled.by_point.values()))} finished round-trial(s) of "
+            f"{len(self.rows)} point(s) kept in {self.run_dir}\n"
             f"resume with: {invocation()} sweep --resume {self.run_dir}")

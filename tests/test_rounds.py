@@ -149,11 +149,13 @@ def test_the_pick_is_the_smallest_size_tied_with_the_best():
 class RoundWorker:
     """Each trial's throughput drawn around a per-size level; OOM from a rule."""
 
-    def __init__(self, noise=0.0, oom=lambda batch, number: False, stop_after=None):
+    def __init__(self, noise=0.0, oom=lambda batch, number: False, stop_after=None, reports=False):
         self.requests: list[dict] = []
         self.rng = random.Random(1)
         self.noise, self.oom, self.stop_after = noise, oom, stop_after
+        self.reports = reports  # a shared process that dies hands over the sizes it finished first
         self.on_trial = None
+        self.on_shared = None  # called with the sizes a shared process finished; True: it dies there
 
     def run(self, request, **kw):
         self.requests.append(request)
@@ -163,12 +165,14 @@ class RoundWorker:
         if self.on_trial:
             self.on_trial(len([r for r in self.requests if r["op"] == "trial"]))
         if t.get("shared"):  # a shared round: one process, the whole machine's speed shared by its sizes
-            if any(self.oom(b, t["round"]) for b in t["shared"]):
-                return JobOutcome(result=None, returncode=-9, memory_killed=True)  # the process dies
             factor = 1 + self.noise * self.rng.uniform(-1, 1)
-            shared = [self.result(b, factor) for b in t["shared"]]
-            for one in shared:
-                one.update(peak_host_mib=None, memory_window="shared")
+            shared = []
+            for b in t["shared"]:
+                if self.oom(b, t["round"]) or (self.on_shared and self.on_shared(shared)):  # the process dies
+                    partial = {"status": "partial", "shared": shared} if self.reports and shared else None
+                    request["finished"] = [b for b, _ in zip(t["shared"], (partial or {}).get("shared", []))]
+                    return JobOutcome(result=partial, returncode=-9, memory_killed=self.oom(b, t["round"]))
+                shared.append({**self.result(b, factor), "peak_host_mib": None, "memory_window": "shared"})
             return JobOutcome(result={"status": "ok", "shared": shared}, returncode=0)
         if self.oom(t["batch_size"], t["round"]):
             return JobOutcome(result={"status": "oom", "error": "out of memory"}, returncode=0)
@@ -183,7 +187,7 @@ class RoundWorker:
 
     def trials(self):
         """(batch size, round) of every round-trial measured: a shared request counts once per
-        size, unless it failed as a whole (its sizes then run alone and count there)."""
+        size it handed over (when it failed as a whole, its other sizes run alone and count there)."""
         out = []
         for r in self.requests:
             if r["op"] != "trial":
@@ -191,8 +195,8 @@ class RoundWorker:
             t = r["trial"]
             if not t.get("shared"):
                 out.append((t["batch_size"], t["round"]))
-            elif not any(self.oom(b, t["round"]) for b in t["shared"]):
-                out += [(b, t["round"]) for b in t["shared"]]
+            else:
+                out += [(b, t["round"]) for b in r.get("finished", t["shared"])]
         return out
 
     def interrupt(self):
@@ -325,8 +329,51 @@ def test_resume_after_a_kill_mid_round_runs_only_the_missing_round_trials(tmp_pa
     assert [r["rounds"] for r in rows] == [3, 3, 3, 3]
 
 
+def test_a_shared_process_that_dies_keeps_the_sizes_it_finished_and_runs_the_rest_alone(tmp_path):
+    worker = RoundWorker(oom=lambda batch, number: batch == 64 and number == 2, reports=True)
+    run_sweep(tmp_path, worker, rounds=2)
+    shared = next(r for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    order = shared["trial"]["shared"]
+    before = order[:order.index(64)]
+    alone = [r["trial"]["batch_size"] for r in worker.requests
+             if r["op"] == "trial" and r["trial"]["round"] == 2 and not r["trial"].get("shared")]
+    # the sizes the process finished before it died are kept, not measured again; the rest
+    # (from the one that killed it on) run one process each, so the OOM lands on 64
+    assert shared["finished"] == before and sorted(before + alone) == [8, 16, 32, 64] and alone[0] == 64
+    records = load_trial_records(tmp_path / "run")
+    assert all(records[f"fit-b{b}-r2"]["row"]["shared_round"] is True for b in before)
+    assert all(not records[f"fit-b{b}-r2"]["row"].get("shared_round") for b in alone)
+    rows = {r["batch_size"]: r for r in read_rows(tmp_path / "run" / "results.csv")}
+    assert rows[64]["status"] == "oom" and all(rows[b]["rounds"] == 2 for b in (8, 16, 32))
+
+
+def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_runs_the_rest(tmp_path):
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}),
+                              base_dir=tmp_path)
+    worker = RoundWorker(reports=True)
+    sweep = Sweep(config, SweepOptions(out=tmp_path / "run", worker_factory=lambda *a: worker))
+
+    def ctrl_c(finished):  # Ctrl-C after the shared process's second size: the controller ends it
+        if len(finished) == 2:
+            sweep.interrupted = 1
+            return True
+        return False
+
+    worker.on_shared = ctrl_c
+    with pytest.raises(InterruptedSweep):
+        sweep.run()
+    order = next(r["trial"]["shared"] for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    kept = {f"fit-b{b}-r1" for b in (8, 16, 32, 64)} | {f"fit-b{b}-r2" for b in order[:2]}
+    assert set(load_trial_records(tmp_path / "run")) == kept
+    again = RoundWorker()
+    run_sweep(tmp_path, again, resume=True, rounds=2)
+    assert sorted(trials(again)) == sorted((b, 2) for b in order[2:])
+    assert [r["rounds"] for r in read_rows(tmp_path / "run" / "results.csv")] == [2, 2, 2, 2]
+
+
 def test_ctrl_c_keeps_every_finished_round_trial(tmp_path):
-    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"], "rounds": 2}),
+    rounds = {"min": 2, "max": 2, "shared": False}  # one process per round-trial (shared: the test above)
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"], "rounds": rounds}),
                               base_dir=tmp_path)
     worker = RoundWorker()
     sweep = Sweep(config, SweepOptions(out=tmp_path / "run", worker_factory=lambda *a: worker))
@@ -347,3 +394,38 @@ def test_find_max_searches_below_a_size_that_ran_out_of_memory_in_a_later_round(
     assert searched and all(16 < b < 32 for b in searched[:-1])  # between the last fit and the later OOM
     rec = outcome.summary["recommendations"]["fit"]
     assert 16 <= rec["max_batch_size"] < 32
+
+
+@pytest.mark.slow
+def test_a_real_shared_process_hands_over_each_size_as_it_finishes(tmp_path):
+    # the worker writes the sizes so far after each one, so a process ended mid-round (Ctrl-C,
+    # a crash, its timeout) still leaves the controller what it finished
+    from tests.test_backends import run_python
+
+    result = run_python(f"""
+        import json
+        import batchbench.worker.server as server
+        from batchbench.config import config_from_dict
+        from batchbench.worker.job import run_job
+        from tests.conftest import tiny_config
+
+        written = []
+        real = server.write_result
+        server.write_result = lambda path, result: (written.append(json.loads(json.dumps(result))), real(path, result))
+        config = config_from_dict(tiny_config(sweep={{"batch_sizes": [8, 16]}}))
+        resolved = {{**config.resolved(), "_base_dir": config.base_dir}}
+        trial = {{"mode": "fit", "method": None, "batch_size": 16, "round": 2, "shared": [16, 8], "axes": {{}}}}
+        path = {str(tmp_path / "result.json")!r}
+        final = run_job({{"op": "trial", "config": resolved, "trial": trial, "result_path": path}})
+        print(json.dumps({{"written": written, "final": final, "file": json.load(open(path))}}))
+    """, backend="tensorflow")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    written, final = out["written"], out["final"]
+    assert [w["status"] for w in written] == ["partial", "partial"]
+    assert [len(w["shared"]) for w in written] == [1, 2] and final["status"] == "ok"
+    per_step = [sum(one["measurement"]["repeat_samples"]) / one["measurement"]["steps"] for one in final["shared"]]
+    assert per_step == [16, 8]  # the sizes in the order asked
+    # each handed-over size is the final result's own, placed (replicas) and without memory
+    assert written[0]["shared"][0] == final["shared"][0] == out["file"]["shared"][0]
+    assert final["shared"][0]["replicas"] >= 1 and final["shared"][0]["peak_host_mib"] is None

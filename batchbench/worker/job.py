@@ -26,7 +26,8 @@ def run_job(request: dict) -> dict:
         if op == "preflight":
             return preflight(request["config"], request.get("axes") or {})
         if op == "trial":
-            return run_trial(request["config"], request["trial"], request.get(WINDOW_PATH_KEY))
+            return run_trial(request["config"], request["trial"], request.get(WINDOW_PATH_KEY),
+                             request.get("result_path"))
         if op == "noise_scale":
             return noise_scale(request["config"], request.get("axes") or {})
         if op in ("serving_profile", "serving_points"):
@@ -329,9 +330,10 @@ def _head(x: Any, n: int) -> Any:
     return slice_rows(x, 0, n)
 
 
-def run_trial(config: dict, trial: dict, window_path: str | None = None) -> dict:
+def run_trial(config: dict, trial: dict, window_path: str | None = None, result_path: str | None = None) -> dict:
     """One measured point. Its memory figures cover its memory window (see MemoryWindow);
-    `window_path` is where the window's end is marked for the controller's watcher."""
+    `window_path` is where the window's end is marked for the controller's watcher. A shared
+    round reports each finished size in `result_path` as it goes (status "partial")."""
     host = HostMemory()
     host.start()
     axes = trial.get("axes") or {}
@@ -340,25 +342,30 @@ def run_trial(config: dict, trial: dict, window_path: str | None = None) -> dict
     from batchbench.worker.trackers import EnergyMeter
 
     meter = EnergyMeter(on_gpu=get_backend(backend).on_gpu(device_info))
-    with _scope(device_info):
-        if trial.get("shared"):
-            result = _measure_shared(config, trial, axes, backend, meter, host)
-        else:
-            result = _measure(config, trial, axes, backend, meter, host, window_path)
-    for one in result.get("shared") or [result]:
+
+    def placed(one: dict) -> dict:
+        """A size's result with where it ran: the replicas and processes."""
         one["replicas"] = device_info.get("total_devices") or _replicas(device_info)
         for key in ("processes", "devices_per_process"):
             if key in device_info:
                 one[key] = device_info[key]
-    return result
+        return one
+
+    with _scope(device_info):
+        if trial.get("shared"):
+            return _measure_shared(config, trial, axes, backend, meter, host, placed, result_path)
+        return placed(_measure(config, trial, axes, backend, meter, host, window_path))
 
 
-def _measure_shared(config: dict, trial: dict, axes: dict, backend: str, meter, host) -> dict:
+def _measure_shared(config: dict, trial: dict, axes: dict, backend: str, meter, host, placed,
+                    result_path: str | None = None) -> dict:
     """A shared round: the batch sizes in `trial["shared"]` (the controller's seeded order),
     each measured as its own trial would be, one after another on one model and its data in
     this one process. No memory figures: a process that ran several sizes holds the largest
     one's peak, and memory is measured alone in each point's first round. A size that fails
-    is its own failed result; the others stand."""
+    is its own failed result; the others stand. After each size the sizes so far are written
+    to `result_path` ("partial"), so a process ended later (Ctrl-C, a crash, the timeout)
+    still hands the controller what it finished; the job's final result replaces it."""
     work = Workload(config, axes)
     out = []
     for batch_size in trial["shared"]:
@@ -371,7 +378,11 @@ def _measure_shared(config: dict, trial: dict, axes: dict, backend: str, meter, 
             traceback.print_exc()
             result = {"status": classify(exc), "error": one_line(exc)}
         result.update(peak_host_mib=None, peak_device_mib=None, nvml_process_mib=None, memory_window="shared")
-        out.append(result)
+        out.append(placed(result))
+        if result_path:
+            from batchbench.worker.server import write_result
+
+            write_result(result_path, {"status": "partial", "shared": out})
     return {"status": "ok", "shared": out}
 
 

@@ -114,7 +114,8 @@ def _open_log(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _NOFOLLOW | _CLOEXEC, 0o666)
 
 
-def _write_result(path: str, result: dict) -> None:
+def write_result(path: str, result: dict) -> None:
+    """The job's result file, replaced whole (a reader never sees half of one)."""
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as fh:
@@ -136,7 +137,7 @@ def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) ->
         try:
             log_fd = _open_log(request["log_path"])
         except OSError as exc:
-            _write_result(request["result_path"], {
+            write_result(request["result_path"], {
                 "status": "error", "error": f"cannot write the trial log {request['log_path']}: "
                                             f"{'it is a symbolic link' if exc.errno == errno.ELOOP else exc.strerror}"})
             return
@@ -148,7 +149,7 @@ def _child(request: dict, resident_runs: list[tuple[int, int]] | None = None) ->
         add_user_path((request.get("config") or {}).get("_base_dir"))
         from batchbench.worker.job import run_job
 
-        _write_result(request["result_path"], run_job(request))
+        write_result(request["result_path"], run_job(request))
     except BaseException:  # noqa: BLE001 - a child must never return into the server loop
         import traceback
 
