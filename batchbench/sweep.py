@@ -357,9 +357,9 @@ class Sweep:
         results = self._run_shared(todo)
         statuses: dict[str, str | None] = {}
         rest = []
-        for trial in trials:
+        for trial in trials:  # every finished size is recorded, even after a Ctrl-C
             if trial.record_id in done:
-                statuses[trial.record_id] = self._point(trial, done)
+                statuses[trial.record_id] = self._kept(trial, done)
             elif trial.record_id in results:
                 self.index += 1
                 row, samples = results[trial.record_id]
@@ -371,8 +371,11 @@ class Sweep:
         if self.interrupted:
             raise self._interrupted()
         if rest and not self.stopped:
-            statuses.update(zip((t.record_id for t in rest),
-                                self._round_alone(rest, done, trials[0].group.key), strict=True))
+            key = trials[0].group.key
+            for trial in trials:  # the sizes left run under this round's OOM so far
+                if statuses.get(trial.record_id) == "oom":
+                    self.round_oom[key] = min(trial.batch_size, self.round_oom.get(key) or trial.batch_size)
+            statuses.update(zip((t.record_id for t in rest), self._round_alone(rest, done, key), strict=True))
         return [statuses.get(t.record_id) for t in trials]
 
     def _run_shared(self, trials: list[Trial]) -> dict[str, tuple[dict, dict | None]]:
@@ -391,11 +394,10 @@ class Sweep:
             return {}
         wall = time.perf_counter() - started
         result = outcome.result or {}
-        shared = result.get("shared") or []
-        whole = result.get("status") == "ok" and not outcome.timed_out and not outcome.memory_killed \
-            and len(shared) == len(trials)
-        if not whole:  # what a failed or interrupted process reported as it went ("partial")
-            shared = shared[:len(trials)] if result.get("status") == "partial" else []
+        # Every size the process finished is a measurement: all of them ("ok"), or those it
+        # reported as it went before it failed or was ended ("partial").
+        shared = (result.get("shared") or [])[:len(trials)] if result.get("status") in ("ok", "partial") else []
+        whole = result.get("status") == "ok" and len(shared) == len(trials)
         out = {}
         for trial, one in zip(trials, shared):
             measured = (one.get("measurement") or {}).get("wall_s")
@@ -415,12 +417,9 @@ class Sweep:
         that round-trial."""
         if self.interrupted:
             raise self._interrupted()
-        self.index += 1
         if trial.record_id in done:
-            row = done[trial.record_id]
-            self.pooled.add(trial.trial_id, trial.round, row, self.start.samples.get(trial.record_id))
-            self._done(trial, row, resumed=True)
-            return row["status"]
+            return self._kept(trial, done)
+        self.index += 1
         if skip is not None:
             row, samples = base_row(trial, self.context, status="skipped", error=skip), None
         else:
@@ -429,6 +428,14 @@ class Sweep:
         if self.interrupted:
             raise self._interrupted()
         return self._record(trial, row, samples)
+
+    def _kept(self, trial: Trial, done: dict[str, dict]) -> str:
+        """A round-trial an earlier session finished: pooled as it is, not run again."""
+        self.index += 1
+        row = done[trial.record_id]
+        self.pooled.add(trial.trial_id, trial.round, row, self.start.samples.get(trial.record_id))
+        self._done(trial, row, resumed=True)
+        return row["status"]
 
     def _record(self, trial: Trial, row: dict, samples: dict | None) -> str:
         """A round-trial's row is final: write it durably, pool it, tell the terminal."""

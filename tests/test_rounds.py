@@ -371,6 +371,57 @@ def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_run
     assert [r["rounds"] for r in read_rows(tmp_path / "run" / "results.csv")] == [2, 2, 2, 2]
 
 
+def test_a_second_ctrl_c_after_a_resume_still_keeps_what_the_shared_round_finished(tmp_path):
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}),
+                              base_dir=tmp_path)
+
+    def interrupted_after(n, options):
+        worker = RoundWorker(reports=True)
+        sweep = Sweep(config, SweepOptions(**options, worker_factory=lambda *a: worker))
+
+        def ctrl_c(finished):
+            if len(finished) == n:
+                sweep.interrupted = 1
+                return True
+            return False
+
+        worker.on_shared = ctrl_c
+        with pytest.raises(InterruptedSweep):
+            sweep.run()
+        return worker
+
+    first = interrupted_after(2, {"out": tmp_path / "run"})
+    order = next(r["trial"]["shared"] for r in first.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    # the resumed round's process gets the two sizes left; Ctrl-C again after the first of them
+    second = interrupted_after(1, {"resume": tmp_path / "run"})
+    again = next(r["trial"]["shared"] for r in second.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    assert sorted(again) == sorted(order[2:])
+    kept = {f"fit-b{b}-r2" for b in (*order[:2], again[0])}
+    assert {k for k in load_trial_records(tmp_path / "run") if k.endswith("-r2")} == kept
+
+
+def test_an_oom_handed_over_by_a_dead_shared_process_caps_the_sizes_run_alone(tmp_path):
+    worker = RoundWorker(reports=True)
+
+    def die(finished):  # the process reports 32 out of memory (caught, it goes on), then dies
+        if finished and finished[-1].get("status") == "oom":
+            return True
+        return False
+
+    def result(batch, factor, real=worker.result):
+        return {"status": "oom", "error": "out of memory"} if batch == 32 and worker.requests[-1]["trial"].get("shared") \
+            else real(batch, factor)
+
+    worker.result, worker.on_shared = result, die
+    run_sweep(tmp_path, worker, rounds=2, seed=3)
+    shared = next(r for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    order = shared["trial"]["shared"]
+    alone = [r["trial"]["batch_size"] for r in worker.requests
+             if r["op"] == "trial" and r["trial"]["round"] == 2 and not r["trial"].get("shared")]
+    assert shared["finished"] == order[:order.index(32) + 1] and 64 in order[order.index(32) + 1:]
+    assert sorted(alone) == sorted(b for b in order[order.index(32) + 1:] if b < 32)  # 64 is not run after 32's OOM
+
+
 def test_ctrl_c_keeps_every_finished_round_trial(tmp_path):
     rounds = {"min": 2, "max": 2, "shared": False}  # one process per round-trial (shared: the test above)
     config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16], "modes": ["fit"], "rounds": rounds}),

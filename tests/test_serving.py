@@ -223,7 +223,43 @@ def test_the_answer_read_back_from_the_rows_follows_the_search():
     assert gap["gap_pct"] == pytest.approx(32.0) and gap["search_gap_pct"] == pytest.approx(10.0)
     given = [row(100), row(200), row(300, met=False)]  # --rates: no repeats, nothing to confirm
     assert outputs.setting_max(given)[key]["offered_qps"] == 200
+    assert outputs.setting_max(given, repeats=0)[key]["offered_qps"] == 200
     assert outputs.setting_max([{**r, "source": "simulated"} for r in given], "simulated")[key]["offered_qps"] == 200
+
+
+def test_an_answer_whose_repeats_did_not_all_run_is_no_answer():
+    def row(rate, repeat=0, held=None, m=16):
+        out = {"source": "measured", "max_batch_size": m, "batch_timeout_ms": 0.0, "offered_qps": rate,
+               "repeat": repeat, "slo_met": True, "latency_ms_p99": 10.0}
+        return out if held is None else {**out, "held": held}
+
+    # the job ended (crash, timeout, Ctrl-C) after the first of two repeats at 500, and before
+    # any repeat of 16's search max: neither is an answer when the run asked for 2 repeats
+    cut = [row(400), row(500), row(500, 1, held=True), row(800, m=32)]
+    assert outputs.setting_max(cut, repeats=2) == {(16, 0.0): None, (32, 0.0): None}
+    assert outputs.choose(cut, 1, repeats=2) is None
+    # read back without the run's figure, the rows' own (1 repeat) is the rule: 16 answers 500,
+    # and a setting with search points but no repeat at all does not
+    assert outputs.setting_max(cut)[(16, 0.0)]["offered_qps"] == 500 and outputs.setting_max(cut)[(32, 0.0)] is None
+    whole = cut + [row(500, 2, held=True)]
+    assert outputs.setting_max(whole, repeats=2)[(16, 0.0)]["offered_qps"] == 500
+    # a serving.csv from before the held column: a repeat that met the SLO held
+    old = [{k: v for k, v in r.items() if k != "held"} for r in whole]
+    assert outputs.setting_max(old, repeats=2)[(16, 0.0)]["offered_qps"] == 500
+    missed = [*old[:-1], {**old[-1], "slo_met": False}]  # its second repeat missed: 500 failed
+    assert outputs.setting_max(missed, repeats=2)[(16, 0.0)] is None  # and 400 was never confirmed
+
+
+def test_after_the_last_candidate_fails_nothing_more_is_measured():
+    calls = []
+
+    def measure(timeout_ms, rate, repeat):
+        calls.append((rate, repeat))
+        return {"batch_timeout_ms": timeout_ms, "offered_qps": rate, "repeat": repeat, "slo_met": repeat == 0}
+
+    assert search_settings([{"batch_timeout_ms": 0.0, "start_qps": 520.0}], measure, [], confirmations=2,
+                           repeats=2)["0"] is None
+    assert calls[-1][1] == 1  # the last candidate's failed repeat ends the setting: no search below it
 
 
 def test_the_answers_repeat_must_hold_with_headroom():

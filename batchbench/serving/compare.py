@@ -81,7 +81,8 @@ def compare_serving(baseline: str | Path, current: str | Path, thresholds=(), fm
     limits = parse_limits(thresholds)
     (b_rows, b_sum), (c_rows, c_sum) = load_serving(baseline), load_serving(current)
     lines = []
-    b_ans, c_ans = b_sum.get("serving") or outputs.choose(b_rows, 1), c_sum.get("serving") or outputs.choose(c_rows, 1)
+    b_ans = b_sum.get("serving") or outputs.choose(b_rows, 1, b_sum.get("confirm_repeats"))
+    c_ans = c_sum.get("serving") or outputs.choose(c_rows, 1, c_sum.get("confirm_repeats"))
 
     def setting(ans):
         return f"{ans['max_batch_size']}/{ans['batch_timeout_ms']:g} ms" if ans else "none"
@@ -91,7 +92,8 @@ def compare_serving(baseline: str | Path, current: str | Path, thresholds=(), fm
         lines.append({"what": f"answer ({setting(b_ans)} -> {setting(c_ans)})", "metric": metric, "baseline": base,
                       "current": cur, "change_pct": (cur / base - 1) * 100 if base and cur else None,
                       "verdict": _judge(metric, base, cur, limits)})
-    b_max, c_max = outputs.setting_max(b_rows), outputs.setting_max(c_rows)
+    b_max = outputs.setting_max(b_rows, repeats=b_sum.get("confirm_repeats"))
+    c_max = outputs.setting_max(c_rows, repeats=c_sum.get("confirm_repeats"))
     for key in sorted(set(b_max) & set(c_max)):
         base, cur = (b_max[key] or {}).get("offered_qps"), (c_max[key] or {}).get("offered_qps")
         lines.append({"what": f"max_batch_size {key[0]}, timeout {key[1]:g} ms", "metric": "max_qps",

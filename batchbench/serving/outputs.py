@@ -88,41 +88,51 @@ def point_key(row: dict) -> tuple:
 
 
 # ---------------------------------------------------------------- the answer
-def setting_max(rows: list[dict], source: str = "measured",
-                confirmed: bool = True) -> dict[tuple[int, float], dict | None]:
+def setting_max(rows: list[dict], source: str = "measured", confirmed: bool = True,
+                repeats: int | None = None) -> dict[tuple[int, float], dict | None]:
     """(max_batch_size, timeout) -> the row of its highest rate that met the SLO below every
     rate that did not (None: no rate met it): the search's rule (serving/search.py), read back
     from the rows. A rate measured twice must have met it twice, and a repeat that did not hold
-    (`held` false: missed the SLO's headroom) fails its rate. A searched setting (one with
-    repeats) answers only with a rate whose repeats held: an unconfirmed point is no max. The
-    row returned is the worst (highest p99) of that rate's measurements. `confirmed=False`: the
-    search's own max, its points alone (the repeats left out), as one short point shows it."""
+    (`held` false: missed the SLO's headroom) fails its rate. With `repeats` (the run's
+    serving.confirm_repeats; 0 when it measured given rates) a rate answers only when each of
+    its repeats 1..`repeats` is there and held: an unconfirmed point, or one whose repeats an
+    interrupted or failed job never ran, is no max. None: as many as the rows show any rate
+    got (a run from before the repeats: none). The row returned is the worst (highest p99) of
+    that rate's measurements. `confirmed=False`: the search's own max, its points alone (the
+    repeats left out), as one short point shows it."""
+    picked = [row for row in rows if row.get("source") == source and row.get("offered_qps")
+              and (confirmed or not row.get("repeat"))]
+    if repeats is None or not confirmed:
+        repeats = max((int(row.get("repeat") or 0) for row in picked), default=0)
     by_setting: dict[tuple[int, float], list[dict]] = {}
-    for row in rows:
-        if row.get("source") == source and row.get("offered_qps") and (confirmed or not row.get("repeat")):
-            by_setting.setdefault((int(row["max_batch_size"]), float(row["batch_timeout_ms"])), []).append(row)
+    for row in picked:
+        by_setting.setdefault((int(row["max_batch_size"]), float(row["batch_timeout_ms"])), []).append(row)
     out = {}
     for key, points in by_setting.items():
-        failed = [p["offered_qps"] for p in points if not p.get("slo_met") or p.get("held") is False]
+        failed = [p["offered_qps"] for p in points if not p.get("slo_met") or (p.get("repeat") and not _held(p))]
         ceiling = min(failed) if failed else math.inf
-        confirmed = {p["offered_qps"] for p in points if p.get("held")}
-        searched = any(p.get("repeat") for p in points)
+        held = {(p["offered_qps"], int(p["repeat"])) for p in points if p.get("repeat") and _held(p)}
         met = [p["offered_qps"] for p in points if p.get("slo_met") and p["offered_qps"] < ceiling
-               and (not searched or p["offered_qps"] in confirmed)]
+               and all((p["offered_qps"], k) in held for k in range(1, repeats + 1))]
         # The answer's figures: the worst of its measurements (the search's point and its repeats).
         out[key] = max((p for p in points if p["offered_qps"] == max(met)),
                        key=lambda p: p.get("latency_ms_p99") or 0.0) if met else None
     return out
 
 
+def _held(row: dict) -> bool:
+    """A repeat's verdict; a serving.csv from before the `held` column: that it met the SLO."""
+    return bool(row["held"]) if row.get("held") is not None else bool(row.get("slo_met"))
+
+
 # The answer's keys, as the JSON summary, the table and the trackers carry them.
 ANSWER_KEYS = ("max_batch_size", "batch_timeout_ms", "max_qps", "latency_ms_p99", "num_batch_threads")
 
 
-def choose(rows: list[dict], threads: int) -> dict | None:
+def choose(rows: list[dict], threads: int, repeats: int | None = None) -> dict | None:
     """The answer: the measured setting with the highest max rate (ties within 2%: the lower
-    p99). Simulated rows never decide it."""
-    best = [row for row in setting_max(rows).values() if row is not None]
+    p99), its rate held through `repeats` repeats (setting_max). Simulated rows never decide it."""
+    best = [row for row in setting_max(rows, repeats=repeats).values() if row is not None]
     if not best:
         return None
     top = max(r["offered_qps"] for r in best)
@@ -133,11 +143,11 @@ def choose(rows: list[dict], threads: int) -> dict | None:
             "num_batch_threads": threads}
 
 
-def comparison(rows: list[dict]) -> list[dict]:
+def comparison(rows: list[dict], repeats: int | None = None) -> list[dict]:
     """Simulated against measured max rate, for every measured setting: the gap is a figure.
     `measured_max_qps` is the answer (its repeats held, sustained); `search_max_qps` the search's
     max before them, one short point at each rate, as the simulator models a point."""
-    simulated, measured = setting_max(rows, "simulated"), setting_max(rows, "measured")
+    simulated, measured = setting_max(rows, "simulated"), setting_max(rows, "measured", repeats=repeats)
     searched = setting_max(rows, "measured", confirmed=False)
 
     def gap(sim_qps, qps):

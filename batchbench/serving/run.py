@@ -348,7 +348,8 @@ class ServingRun:
     # ------------------------------------------------------------------ records
     def summary(self) -> dict:
         spec = self.spec
-        answer = outputs.choose(self.rows, spec.num_batch_threads)
+        repeats = 0 if spec.rates else spec.confirm_repeats  # given rates are measured once
+        answer = outputs.choose(self.rows, spec.num_batch_threads, repeats)
         measured = [r for r in self.rows if r.get("source") == "measured"]
         counts: dict[str, int] = {}
         for r in measured:
@@ -356,7 +357,8 @@ class ServingRun:
         warnings = list(self.warnings) + self._point_warnings(measured, answer)
         summary = {"run_dir": str(self.run_dir), "kind": "serving", "serving": answer,
                    "slo_ms": spec.slo_ms, "percentile": spec.percentile, "measured_points": len(measured),
-                   "status_counts": counts, "simulated_vs_measured": outputs.comparison(self.rows),
+                   "confirm_repeats": repeats, "status_counts": counts,
+                   "simulated_vs_measured": outputs.comparison(self.rows, repeats),
                    "generator_ceiling_qps": (self.profile or {}).get("generator_ceiling_qps"),
                    "files": [f for f in (outputs.TF_SERVING_FILE, outputs.TRITON_FILE)
                              if answer and (self.run_dir / f).exists()]}

@@ -116,17 +116,18 @@ def search_settings(settings: list[dict], measure: Callable[[float, float, int],
             return bool(point(t, rate).get("slo_met"))
 
         best = search.run(met)
-        for _ in range(confirmations):
+        for candidate in range(1, confirmations + 1):
             if best is None or all(holds(point(timeout_ms, best, k)) for k in range(1, repeats + 1)):
                 break
             search.record(best, False)  # it did not hold: a failed rate
+            if candidate == confirmations:
+                best = None  # no candidate held: the setting has no answer
+                break
             # The next candidate is the next rate below that met the SLO, not a bisection: the
             # noise that made this one pass makes rates just below it coin tosses too.
             best = search.max_qps
             if best is None:  # none met below it: the search brackets down again, a few points more
                 search.max_points = max(search.max_points, len(search.points) + 3)
                 best = search.run(met)
-        else:
-            best = None  # no candidate held
         answers[f"{timeout_ms:g}"] = best
     return answers

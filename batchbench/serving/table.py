@@ -10,7 +10,8 @@ def serving_table_rows(rows: list[dict], summary: dict) -> list[list[str]]:
     """One row per simulated setting, best simulated first; measured figures where measured."""
     from batchbench.serving.outputs import setting_max
 
-    simulated, measured = setting_max(rows, "simulated"), setting_max(rows, "measured")
+    simulated = setting_max(rows, "simulated")
+    measured = setting_max(rows, "measured", repeats=summary.get("confirm_repeats"))
     searched = setting_max(rows, "measured", confirmed=False)
     answer = summary.get("serving") or {}
     out = []

@@ -380,10 +380,23 @@ def _measure_shared(config: dict, trial: dict, axes: dict, backend: str, meter, 
         result.update(peak_host_mib=None, peak_device_mib=None, nvml_process_mib=None, memory_window="shared")
         out.append(placed(result))
         if result_path:
-            from batchbench.worker.server import write_result
-
-            write_result(result_path, {"status": "partial", "shared": out})
+            _hand_over(result_path, out)
     return {"status": "ok", "shared": out}
+
+
+def _hand_over(result_path: str, finished: list[dict]) -> None:
+    """The sizes a shared round finished so far, in its result file (the job's final result
+    replaces it). Best effort: a full disk costs the hand-over, not the round."""
+    from batchbench.worker.server import write_result
+
+    try:
+        write_result(result_path, {"status": "partial", "shared": finished})
+    except OSError as exc:
+        print(f"batchbench: cannot write the shared round's sizes so far to {result_path}: {exc}", file=sys.stderr)
+        try:
+            os.unlink(result_path + ".tmp")
+        except OSError:
+            pass
 
 
 def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, window_path: str | None = None,
