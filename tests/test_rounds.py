@@ -447,36 +447,34 @@ def test_find_max_searches_below_a_size_that_ran_out_of_memory_in_a_later_round(
     assert 16 <= rec["max_batch_size"] < 32
 
 
-@pytest.mark.slow
-def test_a_real_shared_process_hands_over_each_size_as_it_finishes(tmp_path):
-    # the worker writes the sizes so far after each one, so a process ended mid-round (Ctrl-C,
-    # a crash, its timeout) still leaves the controller what it finished
-    from tests.test_backends import run_python
+def test_a_shared_process_hands_over_each_size_as_it_finishes(tmp_path, monkeypatch):
+    # the worker writes the sizes so far after each one (with the file the job's final result
+    # replaces), so a process ended mid-round (Ctrl-C, a crash, its timeout) still leaves the
+    # controller what it finished; a size that fails is its own result and the round goes on
+    import batchbench.worker.job as job
 
-    result = run_python(f"""
-        import json
-        import batchbench.worker.server as server
-        from batchbench.config import config_from_dict
-        from batchbench.worker.job import run_job
-        from tests.conftest import tiny_config
+    path = tmp_path / "result.json"
+    on_disk = []  # what the file held as each size began
 
-        written = []
-        real = server.write_result
-        server.write_result = lambda path, result: (written.append(json.loads(json.dumps(result))), real(path, result))
-        config = config_from_dict(tiny_config(sweep={{"batch_sizes": [8, 16]}}))
-        resolved = {{**config.resolved(), "_base_dir": config.base_dir}}
-        trial = {{"mode": "fit", "method": None, "batch_size": 16, "round": 2, "shared": [16, 8], "axes": {{}}}}
-        path = {str(tmp_path / "result.json")!r}
-        final = run_job({{"op": "trial", "config": resolved, "trial": trial, "result_path": path}})
-        print(json.dumps({{"written": written, "final": final, "file": json.load(open(path))}}))
-    """, backend="tensorflow")
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.splitlines()[-1])
-    written, final = out["written"], out["final"]
-    assert [w["status"] for w in written] == ["partial", "partial"]
-    assert [len(w["shared"]) for w in written] == [1, 2] and final["status"] == "ok"
-    per_step = [sum(one["measurement"]["repeat_samples"]) / one["measurement"]["steps"] for one in final["shared"]]
-    assert per_step == [16, 8]  # the sizes in the order asked
-    # each handed-over size is the final result's own, placed (replicas) and without memory
-    assert written[0]["shared"][0] == final["shared"][0] == out["file"]["shared"][0]
-    assert final["shared"][0]["replicas"] >= 1 and final["shared"][0]["peak_host_mib"] is None
+    def measure(config, trial, axes, backend, meter, host, work=None):
+        on_disk.append([one.get("steps") for one in json.loads(path.read_text())["shared"]] if path.exists() else None)
+        if trial["batch_size"] == 32:
+            raise RuntimeError("this size's own failure")
+        return {"status": "ok", "steps": trial["batch_size"], "peak_host_mib": 900.0}
+
+    monkeypatch.setattr(job, "Workload", lambda config, axes: None)
+    monkeypatch.setattr(job, "_measure", measure)
+    result = job._measure_shared({}, {"shared": [16, 8, 32, 64]}, {}, "tensorflow", None, None,
+                                 lambda one: {**one, "replicas": 1}, str(path))
+    handed = json.loads(path.read_text())
+    assert result["status"] == "ok" and handed["status"] == "partial"
+    assert handed["shared"] == result["shared"] and len(result["shared"]) == 4
+    assert [one.get("steps") for one in result["shared"]] == [16, 8, None, 64]
+    assert on_disk == [None, [16], [16, 8], [16, 8, None]]  # every size before it, as it began
+    assert result["shared"][2]["status"] == "error" and "own failure" in result["shared"][2]["error"]
+    assert all(one["replicas"] == 1 and one["peak_host_mib"] is None for one in result["shared"])
+    # a hand-over that cannot be written costs the hand-over only
+    path = tmp_path / "gone" / "result.json"  # its folder is not there: every write fails
+    again = job._measure_shared({}, {"shared": [16, 8]}, {}, "tensorflow", None, None, lambda one: one, str(path))
+    assert again["status"] == "ok" and len(again["shared"]) == 2 and not path.parent.exists()
+    assert on_disk[-2:] == [None, None]
