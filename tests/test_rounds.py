@@ -347,14 +347,16 @@ def test_a_shared_process_that_dies_keeps_the_sizes_it_finished_and_runs_the_res
     assert rows[64]["status"] == "oom" and all(rows[b]["rounds"] == 2 for b in (8, 16, 32))
 
 
-def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_runs_the_rest(tmp_path):
+def ctrl_c_in_the_shared_round(tmp_path, after: int, **options) -> tuple[RoundWorker, list[int]]:
+    """A 2-round sweep of 8-64 whose shared round gets Ctrl-C after `after` sizes (the
+    controller then ends the process); the worker, and the sizes that round's process was given."""
     config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}),
                               base_dir=tmp_path)
     worker = RoundWorker(reports=True)
-    sweep = Sweep(config, SweepOptions(out=tmp_path / "run", worker_factory=lambda *a: worker))
+    sweep = Sweep(config, SweepOptions(**options, worker_factory=lambda *a: worker))
 
-    def ctrl_c(finished):  # Ctrl-C after the shared process's second size: the controller ends it
-        if len(finished) == 2:
+    def ctrl_c(finished):
+        if len(finished) == after:
             sweep.interrupted = 1
             return True
         return False
@@ -362,7 +364,12 @@ def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_run
     worker.on_shared = ctrl_c
     with pytest.raises(InterruptedSweep):
         sweep.run()
-    order = next(r["trial"]["shared"] for r in worker.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    return worker, next(r["trial"]["shared"] for r in worker.requests
+                        if r["op"] == "trial" and r["trial"]["round"] == 2)
+
+
+def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_runs_the_rest(tmp_path):
+    _, order = ctrl_c_in_the_shared_round(tmp_path, 2, out=tmp_path / "run")
     kept = {f"fit-b{b}-r1" for b in (8, 16, 32, 64)} | {f"fit-b{b}-r2" for b in order[:2]}
     assert set(load_trial_records(tmp_path / "run")) == kept
     again = RoundWorker()
@@ -372,29 +379,9 @@ def test_ctrl_c_during_a_shared_round_keeps_the_sizes_it_finished_and_resume_run
 
 
 def test_a_second_ctrl_c_after_a_resume_still_keeps_what_the_shared_round_finished(tmp_path):
-    config = config_from_dict(tiny_config(sweep={"batch_sizes": [8, 16, 32, 64], "modes": ["fit"], "rounds": 2}),
-                              base_dir=tmp_path)
-
-    def interrupted_after(n, options):
-        worker = RoundWorker(reports=True)
-        sweep = Sweep(config, SweepOptions(**options, worker_factory=lambda *a: worker))
-
-        def ctrl_c(finished):
-            if len(finished) == n:
-                sweep.interrupted = 1
-                return True
-            return False
-
-        worker.on_shared = ctrl_c
-        with pytest.raises(InterruptedSweep):
-            sweep.run()
-        return worker
-
-    first = interrupted_after(2, {"out": tmp_path / "run"})
-    order = next(r["trial"]["shared"] for r in first.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    _, order = ctrl_c_in_the_shared_round(tmp_path, 2, out=tmp_path / "run")
     # the resumed round's process gets the two sizes left; Ctrl-C again after the first of them
-    second = interrupted_after(1, {"resume": tmp_path / "run"})
-    again = next(r["trial"]["shared"] for r in second.requests if r["op"] == "trial" and r["trial"]["round"] == 2)
+    _, again = ctrl_c_in_the_shared_round(tmp_path, 1, resume=tmp_path / "run")
     assert sorted(again) == sorted(order[2:])
     kept = {f"fit-b{b}-r2" for b in (*order[:2], again[0])}
     assert {k for k in load_trial_records(tmp_path / "run") if k.endswith("-r2")} == kept
