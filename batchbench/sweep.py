@@ -301,7 +301,7 @@ class Sweep:
                     return
                 for trial, status in zip(runnable, statuses, strict=True):
                     if status == "oom":
-                        self.round_oom[key] = min(trial.batch_size, self.round_oom.get(key) or trial.batch_size)
+                        self._round_oom_at(key, trial.batch_size)
                     elif status is None:
                         self.total -= 1  # not run: above this round's OOM, or the run stopped
             self._emit(event="total", total=self.total)
@@ -329,8 +329,12 @@ class Sweep:
             if self.stopped:
                 break
             if statuses[-1] == "oom":
-                self.round_oom[key] = min(trial.batch_size, cap or trial.batch_size)
+                self._round_oom_at(key, trial.batch_size)
         return statuses + [None] * (len(trials) - len(statuses))
+
+    def _round_oom_at(self, key: str, batch_size: int) -> None:
+        """A size of group `key` ran out of memory in this round: no larger size runs in it."""
+        self.round_oom[key] = min(batch_size, self.round_oom.get(key) or batch_size)
 
     def _shares_rounds(self) -> bool:
         """Whether a later round of a group runs its points in one shared process (rounds.py's
@@ -374,7 +378,7 @@ class Sweep:
             key = trials[0].group.key
             for trial in trials:  # the sizes left run under this round's OOM so far
                 if statuses.get(trial.record_id) == "oom":
-                    self.round_oom[key] = min(trial.batch_size, self.round_oom.get(key) or trial.batch_size)
+                    self._round_oom_at(key, trial.batch_size)
             statuses.update(zip((t.record_id for t in rest), self._round_alone(rest, done, key), strict=True))
         return [statuses.get(t.record_id) for t in trials]
 

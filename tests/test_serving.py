@@ -241,7 +241,13 @@ def test_an_answer_whose_repeats_did_not_all_run_is_no_answer():
     # read back without the run's figure, the rows' own (1 repeat) is the rule: 16 answers 500,
     # and a setting with search points but no repeat at all does not
     assert outputs.setting_max(cut)[(16, 0.0)]["offered_qps"] == 500 and outputs.setting_max(cut)[(32, 0.0)] is None
+    # the trackers' child for the setting says the same as the summary
+    from batchbench.serving.track import setting_row
+
+    assert "max_qps" not in setting_row(cut, 16, 0.0, done=True, repeats=2)
+    assert setting_row(cut, 16, 0.0, done=True)["max_qps"] == 500
     whole = cut + [row(500, 2, held=True)]
+    assert setting_row(whole, 16, 0.0, done=True, repeats=2)["max_qps"] == 500
     assert outputs.setting_max(whole, repeats=2)[(16, 0.0)]["offered_qps"] == 500
     # a serving.csv from before the held column: a repeat that met the SLO held
     old = [{k: v for k, v in r.items() if k != "held"} for r in whole]

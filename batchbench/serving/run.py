@@ -54,6 +54,8 @@ class ServingRun:
     def __init__(self, config: Config, options: ServingOptions, raw_config: Any = None):
         self.config, self.options, self.raw = config, options, raw_config
         self.spec = config.serving
+        # The repeats an answer needs (outputs.setting_max); given rates are measured once.
+        self.confirm_repeats = 0 if self.spec.rates else self.spec.confirm_repeats
         self.rows: list[dict] = []
         self.warnings: list[str] = []
         self.interrupted = 0
@@ -314,8 +316,8 @@ class ServingRun:
             from batchbench.serving.track import SETTING, STEP, setting_row
 
             key = (int(row["max_batch_size"]), float(row["batch_timeout_ms"]))
-            self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=key in self.searched),
-                                        identity=SETTING, step=STEP)
+            point = setting_row(self.rows, *key, done=key in self.searched, repeats=self.confirm_repeats)
+            self.options.trackers.point(self.run_dir, point, identity=SETTING, step=STEP)
 
     def _searched(self, m: int, entries: list[dict]) -> None:
         """A size job ended: its settings' maxima are final (their trackers' children get them)."""
@@ -325,8 +327,8 @@ class ServingRun:
             key = (m, float(e["batch_timeout_ms"]))
             self.searched.add(key)
             if self.options.trackers:
-                self.options.trackers.point(self.run_dir, setting_row(self.rows, *key, done=True),
-                                            identity=SETTING, step=STEP)
+                point = setting_row(self.rows, *key, done=True, repeats=self.confirm_repeats)
+                self.options.trackers.point(self.run_dir, point, identity=SETTING, step=STEP)
 
     def _file_trackers(self) -> None:
         """Every setting, the parent's tags (the answer) and artifacts, its end state."""
@@ -336,7 +338,7 @@ class ServingRun:
         from batchbench.serving.track import setting_points
 
         points = setting_points(self.rows, self.summary()["serving"],
-                                None if self.status == "complete" else self.searched)
+                                None if self.status == "complete" else self.searched, self.confirm_repeats)
         if trackers.run is None:  # a resume that added no row: the saved run, filed whole
             trackers.file(self.run_dir, points)
         else:
@@ -348,7 +350,7 @@ class ServingRun:
     # ------------------------------------------------------------------ records
     def summary(self) -> dict:
         spec = self.spec
-        repeats = 0 if spec.rates else spec.confirm_repeats  # given rates are measured once
+        repeats = self.confirm_repeats
         answer = outputs.choose(self.rows, spec.num_batch_threads, repeats)
         measured = [r for r in self.rows if r.get("source") == "measured"]
         counts: dict[str, int] = {}

@@ -20,12 +20,13 @@ AT_MAX = ("latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_at_p
 
 
 def setting_row(rows: list[dict], max_batch_size: int, timeout_ms: float, done: bool = False,
-                answer: dict | None = None, final: bool = False) -> dict:
+                answer: dict | None = None, final: bool = False, repeats: int | None = None) -> dict:
     """One setting's row for the trackers. While its search runs: its load points so far and the
     last one's rate and latency (a history, step by step). `done` (its search ended): its max
     rate and the figures measured there, sent only then, since a later point (a repeat that
     misses) can take a max back and a tracker cannot unsay a metric. `final`: the run ended, so
-    whether it is the `answer` is said too."""
+    whether it is the `answer` is said too. `repeats`: the repeats an answer needs, as the
+    run's summary says (outputs.setting_max)."""
     key = (int(max_batch_size), float(timeout_ms))
     mine = [r for r in rows if (int(r["max_batch_size"]), float(r["batch_timeout_ms"])) == key]
     measured = [r for r in mine if r.get("source") == "measured"]
@@ -43,7 +44,7 @@ def setting_row(rows: list[dict], max_batch_size: int, timeout_ms: float, done: 
     if errors:
         row["error"] = errors[-1]
     if done and measured:
-        best = outputs.setting_max(mine, "measured").get(key)
+        best = outputs.setting_max(mine, "measured", repeats=repeats).get(key)
         row["slo_met"] = best is not None
         if best is not None:
             row["max_qps"] = best["offered_qps"]
@@ -55,12 +56,13 @@ def setting_row(rows: list[dict], max_batch_size: int, timeout_ms: float, done: 
     return row
 
 
-def setting_points(rows: list[dict], answer: dict | None, done: set | None = None) -> list[Point]:
+def setting_points(rows: list[dict], answer: dict | None, done: set | None = None,
+                   repeats: int | None = None) -> list[Point]:
     """Every setting of the run, as the trackers file it at the end (`done`: the settings whose
     search ended; None: all of them, the run completed)."""
     keys = sorted({(int(r["max_batch_size"]), float(r["batch_timeout_ms"])) for r in rows})
-    return [point_of(setting_row(rows, m, t, done is None or (m, t) in done, answer, final=True), SETTING, step=STEP)
-            for m, t in keys]
+    return [point_of(setting_row(rows, m, t, done is None or (m, t) in done, answer, final=True, repeats=repeats),
+                     SETTING, step=STEP) for m, t in keys]
 
 
 def saved_setting_points(run_dir: str | Path) -> list[Point] | None:
@@ -73,4 +75,5 @@ def saved_setting_points(run_dir: str | Path) -> list[Point] | None:
         return None
     rows, summary = load_serving(run_dir)
     record = read_run_json(Path(run_dir) / RUN_JSON) if (Path(run_dir) / RUN_JSON).exists() else {}
-    return setting_points(rows, summary.get("serving"), None if record.get("status") == "complete" else set())
+    return setting_points(rows, summary.get("serving"), None if record.get("status") == "complete" else set(),
+                          summary.get("confirm_repeats"))
