@@ -71,10 +71,9 @@ SPEC: tuple[Column, ...] = (
     *(C(a.name, "flag_or_text" if any(isinstance(v, bool) for v in a.values) else "text" if a.values else "int",
         "", f"sweep axis: {a.meaning}") for a in AXIS_SPEC),
     C("tokens_per_s", "float", "tokens/s", "with `sequence_length`: `throughput_sps × sequence_length`"),
-    C("compute_only_sps", "float", "samples/s", "the same model on a few of the same batches held in memory "
-      "(fit and predict; the median over rounds)"),
-    C("input_bound_ratio", "float", "", "`compute_only_sps / throughput_sps` in each round, the median over rounds: "
-      "about 1 when the input costs nothing (arrays)"),
+    C("compute_only_sps", "float", "samples/s", "tf.data pipelines: the same model on a few of the same batches "
+      "held in memory (fit and predict, in the first round); empty for arrays, which are in memory already"),
+    C("input_bound_ratio", "float", "", "`compute_only_sps / throughput_sps`: about 1 when the pipeline keeps up"),
     C("input_bound", "bool", "", "`input_bound_ratio >= 1.25`, every compute-only repeat faster than every measured "
       "one (in most rounds): the input pipeline, not the model, limits this batch size"),
     C("replicas", "int", "", "devices the global batch is split over"),

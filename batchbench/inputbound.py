@@ -2,9 +2,9 @@
 
 Each fit or predict trial also times the same model on a few of the same batches held in memory
 (the worker's compute-only phase). `input_bound_ratio` is that compute-only throughput over the
-measured one; at INPUT_BOUND or more the model waits on its input (`input_bound`). Arrays are in
-memory already: their ratio sits near 1, which is the check that the phase measures only the
-input. Pure functions of plain rows, tested without TensorFlow."""
+measured one; at INPUT_BOUND or more the model waits on its input (`input_bound`). Pipelines
+only: arrays are in memory already, and the phase would time the same work again (the worker's
+job._diagnoses). Pure functions of plain rows, tested without TensorFlow."""
 
 from __future__ import annotations
 

@@ -362,7 +362,7 @@ class SweepSpec(_Strict):
     backend: list[Backend] = Field(default_factory=lambda: [AXIS["backend"].default])
     strategy: list[Strategy] = Field(default_factory=lambda: [AXIS["strategy"].default])
     sequence_length: list[int] | None = None  # None: the data's own length (axes() gives [None])
-    input_bound_check: bool = True  # the compute-only phase (input_bound_ratio), once per point
+    input_bound_check: bool = True  # the compute-only phase (input_bound_ratio), once per pipeline point
 
     @field_validator("percentile")
     @classmethod

@@ -442,7 +442,7 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         measured = measure_fit(work.model, work.train, batch_size, sweep, meter=meter,
                                processes=dist.get("num_processes", 1), process_id=dist.get("process_id", 0),
                                before_compute_only=(lambda: window.close("trial")) if work.pipeline else None,
-                               diagnose=_diagnoses(trial, sweep))
+                               diagnose=_diagnoses(trial, sweep, work))
         extra["learning_rate"] = lr
         measured.pop("final_loss", None)  # a timing run's loss is no quality figure
         # The quality run (time to target) once per point: in its first round.
@@ -466,10 +466,9 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         else:
             measured = predict.measure_predict(work.model, work.data if work.pipeline else work.data.x, batch_size,
                                                sweep, meter=meter, window_closed=lambda: window.close("first_call"))
-            if _diagnoses(trial, sweep):
+            if _diagnoses(trial, sweep, work):
                 try:  # the input-bound diagnosis: the same batches held in memory
-                    x = work.data.cached(batch_size, work.data.cache_batches(batch_size, work.data.steps(batch_size))) \
-                        if work.pipeline else work.data.x
+                    x = work.data.cached(batch_size, work.data.cache_batches(batch_size, work.data.steps(batch_size)))
                     measured["compute_only"] = predict.compute_only(work.model, x, batch_size, sweep, measured)
                 except Exception:  # noqa: BLE001 - the measurement stands; the diagnosis is extra
                     traceback.print_exc()
@@ -524,12 +523,15 @@ def noise_scale(config: dict, axes: dict) -> dict:
     return {"status": "ok", **quality.gradient_noise_scale(work.model, work.train, b_small, b_big, work.seed)}
 
 
-def _diagnoses(trial: dict, sweep: dict) -> bool:
+def _diagnoses(trial: dict, sweep: dict, work: Workload) -> bool:
     """The input-bound diagnosis (unless `sweep.input_bound_check: false`) once per point, in its
     first round (as the quality run and the consistency check): later rounds tighten the
-    throughput figure, and the diagnosis would add a second or two to each of them."""
-    return sweep.get("input_bound_check", True) is not False and int(trial.get("round") or 1) == 1 \
-        and trial.get("phase") != "confirm"
+    throughput figure, and the diagnosis would add a second or two to each of them. Pipelines
+    only: arrays are in memory already, so the compute-only phase would feed them exactly as the
+    measured one did and time the same work twice; its ratio could only be noise (single array
+    points read 3-4x on a busy machine), a verdict no input could earn."""
+    return work.pipeline and sweep.get("input_bound_check", True) is not False \
+        and int(trial.get("round") or 1) == 1 and trial.get("phase") != "confirm"
 
 
 def _consistency(work: Workload, batch_size: int, reference_path: str, reference_batch_size: int | None = None) -> dict:
