@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Any
 
@@ -42,6 +43,8 @@ def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: f
     tied = sorted(r["batch_size"] for r in ok if tied_with(r, best))
     out["recommended"] = tied[0]
     out["tied_with_best"] = tied
+    if any(_interval(r) for r in ok):  # rounds gave intervals: say whether they settle the pick
+        out["unsettled"] = sorted(r["batch_size"] for r in ok if r["batch_size"] <= tied[0] and unsettled(r, best))
     if rows and rows[0].get("mode") == "predict":
         knee = [r for r in ok if r["throughput_sps"] >= KNEE * best["throughput_sps"]]
         out["knee"] = min(r["batch_size"] for r in knee)
@@ -70,6 +73,26 @@ def tied_with(row: dict, best: dict) -> bool:
         return True
     mine, theirs = _interval(row), _interval(best)
     return bool(mine and theirs and mine[1] >= theirs[0])
+
+
+def ratio_interval(row: dict, best: dict) -> tuple[float, float] | None:
+    """A 95% interval of row's throughput over the best's: the two intervals' half-widths on the
+    log scale combined as independent ones (the rounds of two sizes are different processes)."""
+    mine, theirs = _interval(row), _interval(best)
+    if not mine or not theirs or min(*mine, *theirs) <= 0:
+        return None
+    half = math.hypot(math.log(mine[1] / mine[0]) / 2, math.log(theirs[1] / theirs[0]) / 2)
+    ratio = row["throughput_sps"] / best["throughput_sps"]
+    return ratio * math.exp(-half), ratio * math.exp(half)
+
+
+def unsettled(row: dict, best: dict) -> bool:
+    """Whether this run's intervals leave a size's tie with the best open: its ratio to the best
+    could lie on either side of FLOOR, so the same sweep run again may decide it either way."""
+    if row is best or row["batch_size"] == best["batch_size"]:
+        return False
+    span = ratio_interval(row, best)
+    return span is not None and span[0] < FLOOR <= span[1]
 
 
 def latency_column(percentile: float) -> str:

@@ -125,6 +125,20 @@ def test_recommended_wins_over_smallest_near_best_and_a_tie_is_said() -> None:
     assert first.startswith("Train at 128:") and "within the measurement noise" in first
 
 
+def test_an_unsettled_pick_is_said_with_the_ratio_and_its_interval() -> None:
+    rows = fit_group({128: 500.0, 256: 880.0, 512: 1000.0})
+    for r, (low, high) in zip(rows, [(450, 550), (790, 980), (930, 1070)], strict=True):
+        r.update(throughput_sps_ci_low=low, throughput_sps_ci_high=high)
+    said = advice(rows, summarize(rows, [])["recommendations"]["fit"])
+    assert said[0].startswith("Train at 512:")
+    (note,) = [s for s in said if s.startswith("Not settled")]
+    assert "256 reads 88% of 512's throughput (95% interval 77-100%)" in note and "90% floor" in note
+    # measured tightly, the same pick says nothing of the kind
+    for r in rows:
+        r.update(throughput_sps_ci_low=0.99 * r["throughput_sps"], throughput_sps_ci_high=1.01 * r["throughput_sps"])
+    assert not any(s.startswith("Not settled") for s in advice(rows, summarize(rows, [])["recommendations"]["fit"]))
+
+
 def test_best_at_the_largest_size_says_sweep_higher_unless_it_ran_out_of_memory() -> None:
     rising = fit_group({128: 500.0, 256: 800.0, 512: 1000.0})
     assert any("sweep higher" in s and "512" in s for s in advice(rising, summarize(rising, [])["recommendations"]["fit"]))

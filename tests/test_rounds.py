@@ -145,6 +145,30 @@ def test_the_pick_is_the_smallest_size_tied_with_the_best():
     assert recommend_group(flat)["recommended"] == 128
 
 
+def test_the_pick_is_unsettled_where_a_ratio_interval_crosses_the_floor():
+    from batchbench.recommend import FLOOR, ratio_interval
+
+    # 256 at 0.88 of 512: below the floor, but its interval over the best's reaches above it
+    rows = [_row(64, 500.0, 450, 550), _row(256, 880.0, 790, 980), _row(512, 1000.0, 930, 1070)]
+    rec = recommend_group(rows)
+    assert rec["recommended"] == 512 and rec["unsettled"] == [256]
+    low, high = ratio_interval(rows[1], rows[2])
+    assert low < FLOOR <= high and math.isclose(math.sqrt(low * high), 0.88, rel_tol=1e-9)  # centred on the ratio
+    # the same figures, measured more tightly: settled, and said as an empty list
+    tight = [_row(64, 500.0, 490, 510), _row(256, 880.0, 870, 890), _row(512, 1000.0, 990, 1010)]
+    assert recommend_group(tight)["unsettled"] == [] and recommend_group(tight)["recommended"] == 512
+    # the pick itself, tied on the overlap of wide intervals, can fall out of the tie: unsettled
+    edge = [_row(256, 920.0, 780, 1080), _row(512, 1000.0, 850, 1170)]
+    rec = recommend_group(edge)
+    assert rec["recommended"] == 256 and rec["unsettled"] == [256]
+    # a size above the pick cannot change it, however open its tie
+    above = [_row(128, 990.0, 980, 1000), _row(256, 880.0, 700, 1100), _row(512, 1000.0, 990, 1010)]
+    rec = recommend_group(above)
+    assert rec["recommended"] == 128 and rec["unsettled"] == []
+    # one round, no intervals: nothing to say either way
+    assert "unsettled" not in recommend_group([_row(256, 880.0), _row(512, 1000.0)])
+
+
 # ---------------------------------------------------------------- the loop, with a fake worker
 class RoundWorker:
     """Each trial's throughput drawn around a per-size level; OOM from a rule."""

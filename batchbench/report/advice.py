@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from batchbench.recommend import latency_column
+from batchbench.recommend import FLOOR, latency_column, ratio_interval
 from batchbench.report.columns import tail_name
 from batchbench.report.runs import is_number
 
@@ -76,6 +76,25 @@ def _action(verb: str, choice: int, rec: dict, rows: dict[int, dict], slo_ms: An
     return ", ".join([head] + [c for c in costs if c]) + "."
 
 
+def _unsettled(rec: dict, rows: dict[int, dict]) -> list[str]:
+    """Where this run's intervals leave the pick open: the sizes whose tie with the best could go
+    either way, with their ratio to the best and its interval."""
+    best = rows.get(rec.get("best_throughput"))
+    parts = []
+    for batch in rec.get("unsettled") or []:
+        span = ratio_interval(rows[batch], best) if batch in rows and best else None
+        if span:
+            share = rows[batch]["throughput_sps"] / best["throughput_sps"]
+            parts.append(f"{batch} reads {share:.0%} of {best['batch_size']}'s throughput "
+                         f"(95% interval {100 * span[0]:.0f}-{span[1]:.0%})")
+    if not parts:
+        return []
+    listed = "; ".join(parts)
+    return [f"Not settled: {listed}, across the {FLOOR:.0%} floor below which no size counts as tied, so the same "
+            "sweep run again may recommend another size. More rounds (sweep.rounds.max) or a quieter machine "
+            "settle it."]
+
+
 def _nothing_ran(rows: list[dict]) -> str:
     ooms = [r["batch_size"] for r in rows if r.get("status") == "oom"]
     if ooms:
@@ -98,7 +117,10 @@ def advice(rows: list[dict], rec: dict, slo_ms: Any = None, percentile: float = 
         goal = f"{tail_name(tail)} ≤ {slo_ms:g} ms" if is_number(slo_ms) else "the latency budget"
         sentences.append(f"No batch size meets {goal}" + (f"; the lowest was {_sig(lowest[tail])} ms, at "
                                                           f"{lowest['batch_size']}." if lowest else "."))
-    sentences.append(_action(_verb(rows), _choice(rec, predict), rec, measured, slo_ms, tail))
+    choice = _choice(rec, predict)
+    sentences.append(_action(_verb(rows), choice, rec, measured, slo_ms, tail))
+    if choice == rec.get("recommended"):
+        sentences += _unsettled(rec, measured)
     best = rec["best_throughput"]
     if best == max(r["batch_size"] for r in rows) and len(measured) > 1 and \
             not any(r.get("status") == "oom" for r in rows):

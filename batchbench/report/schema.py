@@ -31,7 +31,7 @@ RECOMMENDATION = {
     **{k: BATCH for k in ("best_throughput", "largest_ok", "smallest_near_best", "recommended", "knee", "slo",
                           "max_batch_size", "safe_batch_size", "fastest_to_target", "fits_up_to_at_least")},
     "critical_batch_size": Num, "gradient_noise_scale": Num, "search_trials": Int, "safe_batch_size_reason": str,
-    "tied_with_best": ([BATCH], bool),
+    "tied_with_best": ([BATCH], bool), "unsettled": [BATCH],
     "accumulation_advice": {"wanted": BATCH, "batch_size": BATCH, "gradient_accumulation_steps": Int},
 }
 RUN_JSON = {
