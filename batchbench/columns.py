@@ -75,7 +75,7 @@ SPEC: tuple[Column, ...] = (
       "held in memory (fit and predict, in the first round); empty for arrays, which are in memory already"),
     C("input_bound_ratio", "float", "", "`compute_only_sps / throughput_sps`: about 1 when the pipeline keeps up"),
     C("input_bound", "bool", "", "`input_bound_ratio >= 1.25`, every compute-only repeat faster than every measured "
-      "one (in most rounds): the input pipeline, not the model, limits this batch size"),
+      "one (measured in the point's first round): the input pipeline, not the model, limits this batch size"),
     C("replicas", "int", "", "devices the global batch is split over"),
     C("per_replica_batch_size", "int", "samples", "each replica's share of the batch"),
     C("processes", "int", "", "multi-process runs: processes"),

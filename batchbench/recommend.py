@@ -43,8 +43,8 @@ def recommend_group(rows: list[dict], slo_ms: float | None = None, percentile: f
     tied = sorted(r["batch_size"] for r in ok if tied_with(r, best))
     out["recommended"] = tied[0]
     out["tied_with_best"] = tied
-    if any(_interval(r) for r in ok):  # rounds gave intervals: say whether they settle the pick
-        out["unsettled"] = sorted(r["batch_size"] for r in ok if r["batch_size"] <= tied[0] and unsettled(r, best))
+    if _interval(best):  # rounds gave the best an interval: say whether they settle the pick
+        out["unsettled"] = sorted(r["batch_size"] for r in ok if r["batch_size"] <= tied[0] and open_edge(r, best))
     if rows and rows[0].get("mode") == "predict":
         knee = [r for r in ok if r["throughput_sps"] >= KNEE * best["throughput_sps"]]
         out["knee"] = min(r["batch_size"] for r in knee)
@@ -86,13 +86,15 @@ def ratio_interval(row: dict, best: dict) -> tuple[float, float] | None:
     return ratio * math.exp(-half), ratio * math.exp(half)
 
 
-def unsettled(row: dict, best: dict) -> bool:
-    """Whether this run's intervals leave a size's tie with the best open: its ratio to the best
-    could lie on either side of FLOOR, so the same sweep run again may decide it either way."""
+def open_edge(row: dict, best: dict) -> float | None:
+    """The edge of the tie rule (FLOOR or NEAR_BEST) that a size's ratio to the best could lie on
+    either side of, at this run's precision, or None: the same sweep run again may decide its tie
+    either way there. (Between the two edges the tie is the intervals' overlap, which their own
+    widths decide; it is not counted open.)"""
     if row is best or row["batch_size"] == best["batch_size"]:
-        return False
+        return None
     span = ratio_interval(row, best)
-    return span is not None and span[0] < FLOOR <= span[1]
+    return next((edge for edge in (FLOOR, NEAR_BEST) if span and span[0] < edge <= span[1]), None)
 
 
 def latency_column(percentile: float) -> str:

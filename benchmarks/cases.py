@@ -24,7 +24,7 @@ class Settings:
     warmup_steps: int = 2
     min_steps: int = 5
     rounds: int = 3  # batchbench's rounds (fresh processes); the hand-written side is one process
-    input_bound_check: bool = True  # the full bench pays for the diagnosis as a user does
+    input_bound_check: bool = True  # as a user runs it (the diagnosis runs for pipelines only)
 
     def sweep(self) -> dict[str, Any]:
         return {"repeats": self.repeats, "min_time_s": self.min_time_s, "rounds": self.rounds,

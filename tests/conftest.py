@@ -82,7 +82,8 @@ def own_worker_server(monkeypatch):
     monkeypatch.delenv(BROKER_VAR, raising=False)
 
 
-# The input-bound diagnosis is off here (a second a trial); tests/test_pipelines.py turns it on.
+# The input-bound diagnosis is off here (a second a pipeline trial; arrays never get it);
+# tests/test_pipelines.py turns it on.
 TINY_SWEEP = {"repeats": 3, "min_steps": 3, "min_time_s": 0.02, "warmup_steps": 1, "rounds": 1,
               "input_bound_check": False}
 

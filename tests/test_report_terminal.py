@@ -132,7 +132,10 @@ def test_an_unsettled_pick_is_said_with_the_ratio_and_its_interval() -> None:
     said = advice(rows, summarize(rows, [])["recommendations"]["fit"])
     assert said[0].startswith("Train at 512:")
     (note,) = [s for s in said if s.startswith("Not settled")]
-    assert "256 reads 88% of 512's throughput (95% interval 77-100%)" in note and "90% floor" in note
+    assert "256 reads 88% of 512's throughput (95% interval 77-100%, across the 90% floor" in note
+    # a pick the SLO made reads latency, not ties: no such sentence
+    rec = {**summarize(rows, [])["recommendations"]["fit"], "slo": 512}
+    assert not any(s.startswith("Not settled") for s in advice(rows, rec, slo_ms=100.0))
     # measured tightly, the same pick says nothing of the kind
     for r in rows:
         r.update(throughput_sps_ci_low=0.99 * r["throughput_sps"], throughput_sps_ci_high=1.01 * r["throughput_sps"])

@@ -146,7 +146,7 @@ def test_the_pick_is_the_smallest_size_tied_with_the_best():
 
 
 def test_the_pick_is_unsettled_where_a_ratio_interval_crosses_the_floor():
-    from batchbench.recommend import FLOOR, ratio_interval
+    from batchbench.recommend import FLOOR, NEAR_BEST, open_edge, ratio_interval
 
     # 256 at 0.88 of 512: below the floor, but its interval over the best's reaches above it
     rows = [_row(64, 500.0, 450, 550), _row(256, 880.0, 790, 980), _row(512, 1000.0, 930, 1070)]
@@ -165,8 +165,14 @@ def test_the_pick_is_unsettled_where_a_ratio_interval_crosses_the_floor():
     above = [_row(128, 990.0, 980, 1000), _row(256, 880.0, 700, 1100), _row(512, 1000.0, 990, 1010)]
     rec = recommend_group(above)
     assert rec["recommended"] == 128 and rec["unsettled"] == []
-    # one round, no intervals: nothing to say either way
+    # the other edge: 256 at 0.935 with an interval reaching above 0.95, where it would be tied
+    near = [_row(256, 935.0, 920, 950), _row(512, 1000.0, 985, 1015)]
+    rec = recommend_group(near)
+    assert rec["recommended"] == 512 and rec["unsettled"] == [256]
+    assert open_edge(near[0], near[1]) == NEAR_BEST
+    # one round, no intervals, or a best without one: nothing to say either way
     assert "unsettled" not in recommend_group([_row(256, 880.0), _row(512, 1000.0)])
+    assert "unsettled" not in recommend_group([_row(256, 880.0, 790, 980), _row(512, 1000.0)])
 
 
 # ---------------------------------------------------------------- the loop, with a fake worker

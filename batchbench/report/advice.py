@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from batchbench.recommend import FLOOR, latency_column, ratio_interval
+from batchbench.recommend import FLOOR, latency_column, open_edge, ratio_interval
 from batchbench.report.columns import tail_name
 from batchbench.report.runs import is_number
 
@@ -78,21 +78,22 @@ def _action(verb: str, choice: int, rec: dict, rows: dict[int, dict], slo_ms: An
 
 def _unsettled(rec: dict, rows: dict[int, dict]) -> list[str]:
     """Where this run's intervals leave the pick open: the sizes whose tie with the best could go
-    either way, with their ratio to the best and its interval."""
+    either way, with their ratio to the best, its interval and the tie rule's edge it spans."""
     best = rows.get(rec.get("best_throughput"))
     parts = []
     for batch in rec.get("unsettled") or []:
         span = ratio_interval(rows[batch], best) if batch in rows and best else None
-        if span:
+        edge = open_edge(rows[batch], best) if span else None
+        if span and edge:
             share = rows[batch]["throughput_sps"] / best["throughput_sps"]
+            line = f"the {FLOOR:.0%} floor below which no size counts as tied" if edge == FLOOR else \
+                f"the {edge:.0%} line above which a size counts as tied"
             parts.append(f"{batch} reads {share:.0%} of {best['batch_size']}'s throughput "
-                         f"(95% interval {100 * span[0]:.0f}-{span[1]:.0%})")
+                         f"(95% interval {100 * span[0]:.0f}-{span[1]:.0%}, across {line})")
     if not parts:
         return []
-    listed = "; ".join(parts)
-    return [f"Not settled: {listed}, across the {FLOOR:.0%} floor below which no size counts as tied, so the same "
-            "sweep run again may recommend another size. More rounds (sweep.rounds.max) or a quieter machine "
-            "settle it."]
+    return [f"Not settled: {'; '.join(parts)}, so the same sweep run again may recommend another size. More rounds "
+            "(sweep.rounds: a higher max, a smaller rel_half_width) or a quieter machine settle it."]
 
 
 def _nothing_ran(rows: list[dict]) -> str:
@@ -119,7 +120,7 @@ def advice(rows: list[dict], rec: dict, slo_ms: Any = None, percentile: float = 
                                                           f"{lowest['batch_size']}." if lowest else "."))
     choice = _choice(rec, predict)
     sentences.append(_action(_verb(rows), choice, rec, measured, slo_ms, tail))
-    if choice == rec.get("recommended"):
+    if choice == rec.get("recommended") and not isinstance(rec.get("slo"), int):  # an SLO pick reads latency
         sentences += _unsettled(rec, measured)
     best = rec["best_throughput"]
     if best == max(r["batch_size"] for r in rows) and len(measured) > 1 and \

@@ -194,7 +194,8 @@ def compute_only(model, feed, batch_size: int, measured_steps: list[int], chunk_
                  epochs_cap: int = 1_000_000) -> dict:
     """The input-bound diagnosis: the same model on `chunk_steps` of the same batches (fewer
     when they would not fit in CACHE_BYTES) held in memory, fed as the measured phase feeds
-    them (arrays as arrays; a pipeline's batches from tf.data's memory cache), timed as it is
+    them (a pipeline's batches from tf.data's memory cache; arrays, which the sweep does not
+    diagnose (job._diagnoses), as arrays), timed as it is
     (a warm-up chunk, then repeats of whole chunks, each one pass over the copy) in repeats of
     as many steps as the measured repeats: windows of one length on both sides, so contention
     from other processes weighs on both alike. Its throughput over the measured one is

@@ -106,7 +106,8 @@ def measure_predict(model, x, batch_size: int, sweep: dict, meter=None, window_c
 
 def compute_only(model, x, batch_size: int, sweep: dict, measured: dict) -> dict:
     """The input-bound diagnosis for predict: the same timing on `x`, batches held in memory
-    (the arrays themselves, or a pipeline's first batches in tf.data's memory cache), in a
+    (a pipeline's first batches in tf.data's memory cache; arrays, which the sweep does not
+    diagnose, as themselves), in a
     fixed number of windows as long (in batches) as the `measured` ones."""
     import statistics
 
