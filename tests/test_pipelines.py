@@ -259,16 +259,18 @@ def test_a_slow_pipeline_is_input_bound_and_one_that_keeps_up_is_not(shared_work
     for r in ok_rows(slow):
         # 2 ms of Python per element caps the pipeline near 500 samples/s, whatever the batch
         assert r["input_bound"] is True and r["throughput_sps"] < 600, r
-    # A pipeline that keeps up costs the model little: its ratio is near 1 within the machine's
-    # noise (two busy cores move short windows by tens of per cent), far below the slow
-    # pipeline's at every point, and it is not input-bound at every batch size.
+    # A pipeline that keeps up costs the model little: far below the slow pipeline's ratio at
+    # every point, and not input-bound at every batch size. Its predict ratio is near 1 within
+    # the machine's noise (two busy cores move short windows by tens of per cent). Its fit ratio
+    # is not: a pass here is 8 or 2 steps (10 ms or less), and each pass sets up a new iterator
+    # over the pipeline (17 ms, more under the suite's load: 1.3-4.7 was seen), which the
+    # compute-only phase, one repeated cache, does not.
     assert not all(r["input_bound"] for r in ok_rows(fast))
-    # One point alone can read 3-4x: a predict call over 64 samples lasts about a millisecond
-    # here, where one preemption doubles it; the median of the four cannot.
-    typical = statistics.median(r["input_bound_ratio"] for r in ok_rows(fast))
-    assert typical < 2, [r["input_bound_ratio"] for r in ok_rows(fast)]
+    predict = [r["input_bound_ratio"] for r in ok_rows(fast) if r["mode"] == "predict"]
+    assert statistics.median(predict) < 2, predict
+    fast_at = {(r["mode"], r["batch_size"]): r["input_bound_ratio"] for r in ok_rows(fast)}
     for r in ok_rows(slow):
-        assert r["input_bound_ratio"] > 2 * typical, (r, typical)
+        assert r["input_bound_ratio"] > 2 * fast_at[(r["mode"], r["batch_size"])], (r, fast_at)
     assert slow.summary["input_bound"] == {"fit": [8, 32], "predict/predict": [8, 32]}
     assert any("every batch size" in w and "num_parallel_calls" in w for w in slow.summary["warnings"])
     assert any("unknown shape" in w for w in slow.summary["warnings"])  # numpy_function: shapes from its elements
