@@ -86,15 +86,17 @@ def ratio_interval(row: dict, best: dict) -> tuple[float, float] | None:
     return ratio * math.exp(-half), ratio * math.exp(half)
 
 
-def open_edge(row: dict, best: dict) -> float | None:
+def open_edge(row: dict, best: dict) -> tuple[float, tuple[float, float]] | None:
     """The edge of the tie rule (FLOOR or NEAR_BEST) that a size's ratio to the best could lie on
-    either side of, at this run's precision, or None: the same sweep run again may decide its tie
-    either way there. (Between the two edges the tie is the intervals' overlap, which their own
-    widths decide; it is not counted open.)"""
+    either side of, at this run's precision, with that ratio's interval (`ratio_interval`); None:
+    the tie is settled. Where open, the same sweep run again may decide the tie either way.
+    (Between the two edges the tie is the intervals' overlap, which their own widths decide; it
+    is not counted open.)"""
     if row is best or row["batch_size"] == best["batch_size"]:
         return None
     span = ratio_interval(row, best)
-    return next((edge for edge in (FLOOR, NEAR_BEST) if span and span[0] < edge <= span[1]), None)
+    edge = next((e for e in (FLOOR, NEAR_BEST) if span and span[0] < e <= span[1]), None)
+    return (edge, span) if edge is not None and span else None
 
 
 def latency_column(percentile: float) -> str:

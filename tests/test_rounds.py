@@ -169,7 +169,7 @@ def test_the_pick_is_unsettled_where_a_ratio_interval_crosses_the_floor():
     near = [_row(256, 935.0, 920, 950), _row(512, 1000.0, 985, 1015)]
     rec = recommend_group(near)
     assert rec["recommended"] == 512 and rec["unsettled"] == [256]
-    assert open_edge(near[0], near[1]) == NEAR_BEST
+    assert open_edge(near[0], near[1]) == (NEAR_BEST, ratio_interval(near[0], near[1]))
     # one round, no intervals, or a best without one: nothing to say either way
     assert "unsettled" not in recommend_group([_row(256, 880.0), _row(512, 1000.0)])
     assert "unsettled" not in recommend_group([_row(256, 880.0, 790, 980), _row(512, 1000.0)])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from batchbench.recommend import FLOOR, latency_column, open_edge, ratio_interval
+from batchbench.recommend import FLOOR, latency_column, open_edge
 from batchbench.report.columns import tail_name
 from batchbench.report.runs import is_number
 
@@ -82,9 +82,9 @@ def _unsettled(rec: dict, rows: dict[int, dict]) -> list[str]:
     best = rows.get(rec.get("best_throughput"))
     parts = []
     for batch in rec.get("unsettled") or []:
-        span = ratio_interval(rows[batch], best) if batch in rows and best else None
-        edge = open_edge(rows[batch], best) if span else None
-        if span and edge:
+        found = open_edge(rows[batch], best) if batch in rows and best else None
+        if found:
+            edge, span = found
             share = rows[batch]["throughput_sps"] / best["throughput_sps"]
             line = f"the {FLOOR:.0%} floor below which no size counts as tied" if edge == FLOOR else \
                 f"the {edge:.0%} line above which a size counts as tied"
