@@ -58,6 +58,23 @@ def test_a_noisy_timing_source_is_flagged_unstable():
     assert clock.summary()["stable"] is False
 
 
+@pytest.mark.parametrize("repeats", [1, 3, 5])
+def test_a_later_round_is_not_extended_yet_still_says_whether_its_windows_agreed(repeats):
+    from batchbench.worker.job import later_round
+
+    sweep = {"repeats": repeats, "stability": {"window_steps": 2, "tolerance": 0.10, "max_windows": 8}}
+    later = later_round(sweep)
+    assert sweep["stability"]["max_windows"] == 8  # the round-1 settings are not touched
+    rng = random.Random(7)
+    noisy = [0.0] + [rng.choice([0.001, 0.004]) for _ in range(5000)]
+    first = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(sweep, windows=True)), noisy)
+    again = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(later, windows=True)), noisy)
+    assert len(first.throughputs) == 8 and len(again.throughputs) == max(repeats, 3) < len(first.throughputs)
+    assert first.summary()["stable"] is False and again.summary()["stable"] is False
+    steady = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(later, windows=True)), [0.0] + [0.002] * 1000)
+    assert len(steady.throughputs) == max(repeats, 3) and steady.summary()["stable"] is True
+
+
 def test_fixed_repeats_have_no_stability_verdict():
     clock = feed(RepeatClock(8, 0, 1, 0.0, WindowRule(4)), [0.0] + [0.001] * 10)
     assert len(clock.throughputs) == 4 and clock.summary()["stable"] is None

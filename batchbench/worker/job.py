@@ -13,6 +13,7 @@ from batchbench.errors import ConfigError
 from batchbench.worker.backends import get_backend
 from batchbench.worker.failures import classify, one_line, user_code_error
 from batchbench.worker.processes import join_processes, leave_processes
+from batchbench.worker.timing import WindowRule
 from batchbench.worker.trackers import WINDOW_PATH_KEY, DeviceMemory, HostMemory, MemoryWindow, MiB, nvml_process_bytes
 
 
@@ -418,6 +419,8 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         min_steps = max(sweep["min_steps"], work.train.samples // batch_size) if passes else sweep["min_steps"]
         sweep = {**sweep, "repeats": 1, "min_steps": min_steps,
                  "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
+    elif int(trial.get("round") or 1) > 1:
+        sweep = later_round(sweep)
     jit = axes.get("jit_compile", "auto")
     extra: dict[str, Any] = {}
     if trial["mode"] == "fit":
@@ -494,6 +497,15 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         "device": get_backend(backend).describe_device(),
         "quality": extra,
     }
+
+
+def later_round(sweep: dict) -> dict:
+    """A later round's timing: exactly max(repeats, 3) windows, not extended until they agree
+    (`stability.max_windows`). Across rounds the rounds are the independent unit and carry the
+    noise; waiting inside one trial for a calm stretch of the machine costs time and favours
+    calm moments. `stable` still says whether the last three windows agreed."""
+    stability = sweep.get("stability") or {}
+    return {**sweep, "stability": {**stability, "max_windows": max(int(sweep["repeats"]), WindowRule.agree)}}
 
 
 def _in_memory(work: Workload, batch_size: int, batches: int | None = None):
