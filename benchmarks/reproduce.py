@@ -12,7 +12,15 @@ Figures (goals from issue #16):
   answer);
 - coverage: how many of a rerun's rows land inside the first run's 95% interval. Rounds inside
   one run cannot see a shift of the whole machine between runs, so this is reported, not judged;
-- each run's wall time (the README quotes the default sweep's duration).
+- each run's wall time (the README quotes the default sweep's duration);
+- the machine's noise floor (`noise_floor`): the points that decide each group's pick (its
+  best and the next smaller size, from run 1) timed by the hand-written plain-Keras script
+  (benchmarks/handwritten.py) in several fresh processes, alternating the order: how much a
+  plain script's figure moves from one process to the next, the 95% half-width that gives an
+  interval over 3 or 6 rounds (the same t-interval on the log scale as batchbench's), the
+  rounds a +-5% half-width would take, and each group's deciding ratio as the plain script
+  reads it beside the tie rule's 90% floor. Rounds cannot be more precise than the processes
+  they are made of: where these miss, the machine, not the tool, sets the limit.
 """
 
 from __future__ import annotations
@@ -26,8 +34,12 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import math  # noqa: E402
+
 import yaml  # noqa: E402
 
+from batchbench.recommend import FLOOR  # noqa: E402
+from batchbench.stats import t_quantile  # noqa: E402
 from benchmarks import tool  # noqa: E402
 from benchmarks.figures import Figure, text_table  # noqa: E402
 
@@ -104,11 +116,87 @@ def figures(runs: list[tool.Run]) -> list[Figure]:
     return out
 
 
+def deciding_points(run: tool.Run) -> list[dict]:
+    """Each group's best size and the next smaller one (where the pick is decided), from run 1,
+    as hand-written trials."""
+    recs = json.loads((run.run_dir / "run.json").read_text())["summary"]["recommendations"]
+    rows = ok_rows(run)
+    out = []
+    for group, rec in recs.items():
+        best = rec.get("best_throughput") if group != "overall" else None
+        if best is None:
+            continue
+        below = [b for g, b in rows if g == group and b < best]
+        mode, _, method = group.partition("/")
+        for b in ([max(below)] if below else []) + [best]:
+            out.append({"mode": mode, "method": method, "batch_size": b})
+    return out
+
+
+def noise_floor(config: dict, run: tool.Run, work_dir: Path, processes: int) -> list[Figure]:
+    record = json.loads((run.run_dir / "run.json").read_text())
+    data = (config.get("data") or {}).get("synthetic")
+    shapes = (record.get("model_info") or {}).get("input_shapes") or []
+    model = config.get("model") or {}
+    if data is None or len(shapes) != 1 or not (model.get("builtin") or model.get("application")) or processes < 2:
+        return [Figure("reproduce", "noise floor: plain Keras in fresh processes", None, "", "-", None,
+                       detail="not measured: needs a built-in or keras.applications model on synthetic data "
+                              "and --noise-processes of 2 or more")]
+    sweep = config.get("sweep") or {}
+    trials = deciding_points(run)
+    request = {"op": "fidelity", "model": model, "input_shape": list(shapes[0]),
+               "num_classes": data.get("num_classes") or 10, "samples": data.get("samples") or 1024,
+               "seed": sweep.get("seed", 0), "repeats": sweep.get("repeats", 3),
+               "min_time_s": sweep.get("min_time_s", 0.25), "warmup_steps": sweep.get("warmup_steps", 2)}
+    figures: dict[tuple[str, str, int], list[float]] = {}
+    busy = []
+    for n in range(processes):
+        order = trials if n % 2 == 0 else trials[::-1]  # a drift of the machine lands on both ends
+        hand = tool.handwritten({**request, "trials": order}, work_dir, f"noise-{n + 1}")
+        busy.append(hand.child.others_cpu_share or 0.0)
+        for t in hand.result["trials"]:
+            figures.setdefault((t["mode"], t["method"], t["batch_size"]), []).append(t["throughput_sps"])
+    spread = {k: statistics.stdev(math.log(v) for v in vs) for k, vs in figures.items()}
+    cv = statistics.median(spread.values())
+    named = ", ".join(f"{m}{'/' + meth if meth else ''} b{b} {100 * s:.1f}%" for (m, meth, b), s in spread.items())
+
+    def half_width(rounds: int) -> float:
+        h = t_quantile(0.95, rounds - 1) * cv / math.sqrt(rounds)
+        return (math.exp(h) - math.exp(-h)) / 2
+
+    needed = next((n for n in range(2, 1000) if half_width(n) <= HALF_WIDTH_GOAL), None)
+    out = [Figure("reproduce", "noise floor: a plain Keras script's process-to-process variation (median over "
+                  "points)", 100 * cv, "%", "-", None,
+                  detail=f"sd of log throughput over {processes} fresh processes: {named}; other processes took "
+                         f"at most {max(busy):.0%} of the CPUs"),
+           Figure("reproduce", "noise floor: the 95% half-width it gives an interval over 3 rounds", 100 * half_width(3),
+                  "%", "-", None, detail=f"{100 * half_width(6):.1f}% over 6 rounds; +-{HALF_WIDTH_GOAL:.0%} "
+                                         f"would take {needed} rounds")]
+    for group in dict.fromkeys(f"{m}{'/' + meth if meth else ''}" for m, meth, _ in figures):
+        sizes = sorted(b for m, meth, b in figures if f"{m}{'/' + meth if meth else ''}" == group)
+        if len(sizes) != 2:
+            continue
+        keys = [k for k in figures if f"{k[0]}{'/' + k[1] if k[1] else ''}" == group]
+        small, large = (next(k for k in keys if k[2] == b) for b in sizes)
+        ratios = [a / b for a, b in zip(figures[small], figures[large], strict=True)]
+        ratio = statistics.median(ratios)
+        # a ratio of two sizes from separate processes moves by about sqrt(2) times one figure's variation
+        near = abs(math.log(ratio / FLOOR)) < 2 * math.sqrt(2) * cv
+        where = ("within two standard deviations of the noise of the tie rule's floor: the pick between these two "
+                 "follows the noise" if near else "clear of the tie rule's floor")
+        out.append(Figure("reproduce", f"noise floor: {group} {sizes[0]} / {sizes[1]} as plain Keras reads it",
+                          ratio, "x", "-", None, min(ratios), max(ratios),
+                          detail=f"per process: {', '.join(f'{r:.2f}' for r in ratios)}; {where} ({FLOOR:.2f})"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "quickstart.yaml"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "reproduce"))
+    parser.add_argument("--noise-processes", type=int, default=6,
+                        help="fresh plain-Keras processes for the noise floor (0: not measured)")
     args = parser.parse_args(argv)
     config = yaml.safe_load(Path(args.config).read_text())
     config.setdefault("model", {})
@@ -122,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reproduce: run {n} of {args.runs}: batchbench sweep {args.config}", file=sys.stderr, flush=True)
         runs.append(tool.sweep(config, Path(args.out) / f"run-{n}"))
     figs = figures(runs)
+    if args.noise_processes:
+        print(f"reproduce: noise floor, {args.noise_processes} fresh plain-Keras processes", file=sys.stderr, flush=True)
+        figs += noise_floor(config, runs[0], Path(args.out) / "noise", args.noise_processes)
     print(text_table(figs))
     return 0
 
