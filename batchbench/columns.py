@@ -48,7 +48,7 @@ SPEC: tuple[Column, ...] = (
     C("peak_device_mib", "float", "MiB", "the trial's own peak accelerator memory (empty on CPU)"),
     C("repeats", "int", "", "timed repeats, all rounds together"),
     C("params", "int", "", "the model's parameter count"),
-    C("stable", "bool", "", "predict: whether the timing windows agreed"),
+    C("stable", "bool", "", "predict: whether the timing windows agreed, in every round (each round's last three)"),
     # Later capabilities.
     C("trial_id", "text", "", "stable id of the point (used by compare; its rounds are `trials/<trial_id>-r<k>.*`)"),
     C("rounds", "int", "", "rounds that measured the point: the first in a fresh trial process, later ones "
