@@ -60,9 +60,8 @@ def test_figures_relate_as_they_must(tiny_run):
         assert r["params"] > 0
         if r["mode"] == "fit":
             assert r["repeats"] == TINY_SWEEP["repeats"] * r["rounds"]
-        else:  # windows: at least `repeats`, more until three agree (or max_windows, then unstable)
-            assert TINY_SWEEP["repeats"] * r["rounds"] <= r["repeats"] <= 6 * r["rounds"]  # stability.max_windows a round
-            assert r["stable"] is True or r["repeats"] >= 6
+        else:  # windows: with rounds, exactly max(repeats, 3) a round; stable if each round's agreed
+            assert r["repeats"] == max(TINY_SWEEP["repeats"], 3) * r["rounds"] and r["stable"] in (True, False)
         assert r["samples"] % r["batch_size"] == 0  # whole batches only
         assert r["peak_device_mib"] is None  # CPU: empty, never zero
         if not any(Path("/sys/class/powercap").glob("intel-rapl:*")):
@@ -86,8 +85,8 @@ def test_run_json_holds_what_compare_and_resume_need(tiny_run):
         first, second = record["rounds"][tid]
         assert first["shared_round"] is None and first["peak_host_mib"] > 0
         assert second["shared_round"] is True and second["peak_host_mib"] is None and second["throughput_sps"] > 0
-        if tid.startswith("predict"):  # a later round's windows are not extended until they agree
-            assert second["repeats"] == max(TINY_SWEEP["repeats"], 3) <= first["repeats"]
+        if tid.startswith("predict"):  # with rounds, no round's windows are extended until they agree
+            assert first["repeats"] == second["repeats"] == max(TINY_SWEEP["repeats"], 3)
     assert all(len(record["samples"][r]["throughput_sps"]) >= TINY_SWEEP["repeats"] for r in record["samples"])
     recs = summary["recommendations"]
     assert set(recs) >= {"fit", "predict/predict", "predict/serve", "overall"}

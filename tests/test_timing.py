@@ -59,15 +59,17 @@ def test_a_noisy_timing_source_is_flagged_unstable():
 
 
 @pytest.mark.parametrize("repeats", [1, 3, 5])
-def test_a_later_round_is_not_extended_yet_still_says_whether_its_windows_agreed(repeats):
-    from batchbench.worker.job import later_round
+def test_with_rounds_windows_are_not_extended_yet_still_say_whether_they_agreed(repeats):
+    from batchbench.worker.job import windows_with_rounds
 
-    sweep = {"repeats": repeats, "stability": {"window_steps": 2, "tolerance": 0.10, "max_windows": 8}}
-    later = later_round(sweep)
-    assert sweep["stability"]["max_windows"] == 8  # the round-1 settings are not touched
+    single = {"repeats": repeats, "rounds": {"min": 1, "max": 1},
+              "stability": {"window_steps": 2, "tolerance": 0.10, "max_windows": 8}}
+    assert windows_with_rounds(single) == single  # one round: its windows extend until they agree
+    later = windows_with_rounds({**single, "rounds": {"min": 3, "max": 6}})
+    assert single["stability"]["max_windows"] == 8  # nothing shared is touched
     rng = random.Random(7)
     noisy = [0.0] + [rng.choice([0.001, 0.004]) for _ in range(5000)]
-    first = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(sweep, windows=True)), noisy)
+    first = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(single, windows=True)), noisy)
     again = feed(RepeatClock(8, 0, 2, 0.0, WindowRule.from_sweep(later, windows=True)), noisy)
     assert len(first.throughputs) == 8 and len(again.throughputs) == max(repeats, 3) < len(first.throughputs)
     assert first.summary()["stable"] is False and again.summary()["stable"] is False

@@ -419,8 +419,8 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
         min_steps = max(sweep["min_steps"], work.train.samples // batch_size) if passes else sweep["min_steps"]
         sweep = {**sweep, "repeats": 1, "min_steps": min_steps,
                  "stability": {**(sweep.get("stability") or {}), "window_steps": 1, "tolerance": None}}
-    elif int(trial.get("round") or 1) > 1:
-        sweep = later_round(sweep)
+    else:
+        sweep = windows_with_rounds(sweep)
     jit = axes.get("jit_compile", "auto")
     extra: dict[str, Any] = {}
     if trial["mode"] == "fit":
@@ -499,11 +499,15 @@ def _measure(config: dict, trial: dict, axes: dict, backend: str, meter, host, w
     }
 
 
-def later_round(sweep: dict) -> dict:
-    """A later round's timing: exactly max(repeats, 3) windows, not extended until they agree
-    (`stability.max_windows`). Across rounds the rounds are the independent unit and carry the
-    noise; waiting inside one trial for a calm stretch of the machine costs time and favours
-    calm moments. `stable` still says whether the last three windows agreed."""
+def windows_with_rounds(sweep: dict) -> dict:
+    """With rounds (`rounds.max` > 1) every round times exactly max(repeats, 3) windows, none
+    extended until they agree (`stability.max_windows` is for a single-round sweep): the rounds
+    are the independent unit and carry the noise, waiting inside one trial for a calm stretch of
+    the machine costs time and favours calm moments, and the rounds pooled into one figure are
+    then timed alike. `stable` still says whether the last three windows agreed."""
+    rounds = sweep.get("rounds") or {}
+    if int(rounds.get("max", 1) if isinstance(rounds, dict) else rounds) <= 1:
+        return sweep
     stability = sweep.get("stability") or {}
     return {**sweep, "stability": {**stability, "max_windows": max(int(sweep["repeats"]), WindowRule.agree)}}
 
