@@ -34,9 +34,14 @@ def sweep_summary(config: Config, rows: list[dict], frontier: dict[str, dict], n
         said.append(f"{len(worst)} trial(s) are noisy (throughput varies over {NOISY_CV:.0%} between "
                     f"repeats): {listed}{more}; raise sweep.min_time_s or repeats, or quiet the machine")
     if unstable:
-        said.append(f"{len(unstable)} predict trial(s) never stabilised (the last 3 windows did not "
-                    f"agree within {config.sweep.stability.tolerance:.0%}): "
-                    f"{', '.join(unstable[:4])}; their figures are marked unstable")
+        tolerance = f"{config.sweep.stability.tolerance:.0%}"
+        if config.sweep.rounds.max > 1:  # with rounds, windows are not extended (worker job.windows_with_rounds)
+            said.append(f"{len(unstable)} predict round-trial(s) timed windows whose last 3 did not agree within "
+                        f"{tolerance}: {', '.join(unstable[:4])}; the rounds' intervals carry that noise, and those "
+                        "points are marked unstable")
+        else:
+            said.append(f"{len(unstable)} predict trial(s) never stabilised (the last 3 windows did not "
+                        f"agree within {tolerance}): {', '.join(unstable[:4])}; their figures are marked unstable")
     inconsistent = [r["trial_id"] for r in rows if r.get("consistent") is False]
     if inconsistent:
         said.append(f"predictions change with the batch size beyond float noise: {', '.join(inconsistent[:4])}"

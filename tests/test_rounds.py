@@ -495,3 +495,21 @@ def test_a_shared_process_hands_over_each_size_as_it_finishes(tmp_path, monkeypa
     again = job._measure_shared({}, {"shared": [16, 8]}, {}, "tensorflow", None, None, lambda one: one, str(path))
     assert again["status"] == "ok" and len(again["shared"]) == 2 and not path.parent.exists()
     assert on_disk[-2:] == [None, None]
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_windows_that_did_not_agree_are_said_as_what_was_tried(rounds):
+    """With one round a predict trial extends its windows until they agree, so disagreeing
+    windows never stabilised; with rounds no window is extended, and the sentence says the
+    rounds' intervals carry that noise instead."""
+    from batchbench.summary import sweep_summary
+
+    config = config_from_dict(tiny_config(sweep={"batch_sizes": [16, 64], "rounds": rounds}))
+    rows = [{"mode": "predict", "method": "predict", "batch_size": b, "status": "ok", "throughput_sps": 100.0 * b,
+             "trial_id": f"predict-predict-b{b}", "stable": False, "phase": "ladder"} for b in (16, 64)]
+    said = sweep_summary(config, rows, {}, None, [], {}, ["predict-predict-b16-r1"], "run")["warnings"]
+    sentence = next(s for s in said if "predict-predict-b16-r1" in s)
+    if rounds == 1:
+        assert "never stabilised" in sentence and "rounds" not in sentence
+    else:
+        assert "never stabilised" not in sentence and "rounds' intervals carry that noise" in sentence
