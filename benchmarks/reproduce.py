@@ -148,17 +148,18 @@ def noise_floor(config: dict, run: tool.Run, work_dir: Path, processes: int) -> 
                "num_classes": data.get("num_classes") or 10, "samples": data.get("samples") or 1024,
                "seed": sweep.get("seed", 0), "repeats": sweep.get("repeats", 3),
                "min_time_s": sweep.get("min_time_s", 0.25), "warmup_steps": sweep.get("warmup_steps", 2)}
-    figures: dict[tuple[str, str, int], list[float]] = {}
+    figures: dict[str, dict[int, list[float]]] = {}  # group -> batch size -> one figure per process
     busy = []
     for n in range(processes):
         order = trials if n % 2 == 0 else trials[::-1]  # a drift of the machine lands on both ends
         hand = tool.handwritten({**request, "trials": order}, work_dir, f"noise-{n + 1}")
         busy.append(hand.child.others_cpu_share or 0.0)
         for t in hand.result["trials"]:
-            figures.setdefault((t["mode"], t["method"], t["batch_size"]), []).append(t["throughput_sps"])
-    spread = {k: statistics.stdev(math.log(v) for v in vs) for k, vs in figures.items()}
+            group = t["mode"] + (f"/{t['method']}" if t["method"] else "")
+            figures.setdefault(group, {}).setdefault(t["batch_size"], []).append(t["throughput_sps"])
+    spread = {(g, b): statistics.stdev(math.log(v) for v in vs) for g, by in figures.items() for b, vs in by.items()}
     cv = statistics.median(spread.values())
-    named = ", ".join(f"{m}{'/' + meth if meth else ''} b{b} {100 * s:.1f}%" for (m, meth, b), s in spread.items())
+    named = ", ".join(f"{g} b{b} {100 * s:.1f}%" for (g, b), s in spread.items())
 
     def half_width(rounds: int) -> float:
         h = t_quantile(0.95, rounds - 1) * cv / math.sqrt(rounds)
@@ -172,19 +173,17 @@ def noise_floor(config: dict, run: tool.Run, work_dir: Path, processes: int) -> 
            Figure("reproduce", "noise floor: the 95% half-width it gives an interval over 3 rounds", 100 * half_width(3),
                   "%", "-", None, detail=f"{100 * half_width(6):.1f}% over 6 rounds; +-{HALF_WIDTH_GOAL:.0%} "
                                          f"would take {needed} rounds")]
-    for group in dict.fromkeys(f"{m}{'/' + meth if meth else ''}" for m, meth, _ in figures):
-        sizes = sorted(b for m, meth, b in figures if f"{m}{'/' + meth if meth else ''}" == group)
-        if len(sizes) != 2:
+    for group, by in figures.items():
+        if len(by) != 2:
             continue
-        keys = [k for k in figures if f"{k[0]}{'/' + k[1] if k[1] else ''}" == group]
-        small, large = (next(k for k in keys if k[2] == b) for b in sizes)
-        ratios = [a / b for a, b in zip(figures[small], figures[large], strict=True)]
+        small, large = sorted(by)
+        ratios = [a / b for a, b in zip(by[small], by[large], strict=True)]
         ratio = statistics.median(ratios)
         # a ratio of two sizes from separate processes moves by about sqrt(2) times one figure's variation
         near = abs(math.log(ratio / FLOOR)) < 2 * math.sqrt(2) * cv
-        where = ("within two standard deviations of the noise of the tie rule's floor: the pick between these two "
-                 "follows the noise" if near else "clear of the tie rule's floor")
-        out.append(Figure("reproduce", f"noise floor: {group} {sizes[0]} / {sizes[1]} as plain Keras reads it",
+        where = ("within two standard deviations (of this noise) of the tie rule's floor: the pick between these "
+                 "two follows the noise" if near else "clear of the tie rule's floor")
+        out.append(Figure("reproduce", f"noise floor: {group} {small} / {large} as plain Keras reads it",
                           ratio, "x", "-", None, min(ratios), max(ratios),
                           detail=f"per process: {', '.join(f'{r:.2f}' for r in ratios)}; {where} ({FLOOR:.2f})"))
     return out
