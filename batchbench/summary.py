@@ -37,8 +37,8 @@ def sweep_summary(config: Config, rows: list[dict], frontier: dict[str, dict], n
         tolerance = f"{config.sweep.stability.tolerance:.0%}"
         if config.sweep.rounds.max > 1:  # with rounds, windows are not extended (worker job.windows_with_rounds)
             said.append(f"{len(unstable)} predict round-trial(s) timed windows whose last 3 did not agree within "
-                        f"{tolerance}: {', '.join(unstable[:4])}; the rounds' intervals carry that noise, and those "
-                        "points are marked unstable")
+                        f"{tolerance}: {', '.join(unstable[:4])}; the rounds' intervals carry that noise (their "
+                        "points' stable is false)")
         else:
             said.append(f"{len(unstable)} predict trial(s) never stabilised (the last 3 windows did not "
                         f"agree within {tolerance}): {', '.join(unstable[:4])}; their figures are marked unstable")

@@ -96,6 +96,14 @@ def test_unstable_is_said_once_per_row() -> None:
     assert line.count("unstable") == 1
 
 
+def test_a_row_pooled_over_rounds_shows_its_noise_as_its_interval_not_as_unstable() -> None:
+    rows = big_rows()
+    rows[1].update(throughput_sps_ci_low=0.8 * rows[1]["throughput_sps"],
+                   throughput_sps_ci_high=1.2 * rows[1]["throughput_sps"], rounds=3)
+    (line,) = [line for line in render(rows, [], width=200).splitlines() if line.strip().startswith("128 ")]
+    assert "unstable" not in line and "±" in line
+
+
 def test_one_number_format_per_column() -> None:
     rows = fit_group({16: 16_149.0, 64: 40_153.0, 256: 54_227.0})
     for row, p50, p90 in zip(rows, (0.8164, 1.12, 1.80), (0.9419, 23.44, 114.2), strict=True):
