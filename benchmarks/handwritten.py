@@ -11,8 +11,9 @@ REQUEST["op"] is one of
   it has lasted `min_time_s`.
 - sequence: a sweep's trials one after another in this one process, each doing the steps
   and repeats batchbench's row says it did (what batchbench's per-trial processes cost).
-- memory: one trial's work, alone in this process, with the resident peak of the imports
-  and of the work (the parent reads the whole process's ru_maxrss).
+- memory: one trial's memory window's work, alone in this process (fit: the whole trial;
+  predict: one whole `model.predict` call; serve: the batches and one pass), with the resident
+  peak of the imports and of the work (the parent reads the whole process's ru_maxrss).
 """
 
 from __future__ import annotations
@@ -260,11 +261,31 @@ def fork_start() -> dict:
     return seen
 
 
+def one_window(request: dict, trial: dict) -> dict:
+    """What batchbench's memory window covers for inference: building the model and data, then
+    one whole `model.predict` call over the data (`first_call`: what a user's single call costs),
+    or the pre-made batches and one pass of the compiled call over them (`first_pass`)."""
+    model = build_model(request)
+    x, _ = make_data(request)
+    b = trial["batch_size"]
+    if trial["method"] == "serve":
+        fn = compiled_call(model)
+        for batch in premade_batches(x, b):
+            fn(batch).numpy()
+    else:
+        model.predict(x[:len(x) // b * b], batch_size=b, verbose=0)
+    return dict(trial)
+
+
 def memory(request: dict) -> dict:
+    """One trial's memory, alone: for fit its whole work (`like_a_trial`: batchbench's window is
+    the whole trial), for predict and serve what batchbench's window covers (`one_window`)."""
     forked = fork_start()
     reset_ok = reset_peak()
     start_rss = status_mib("VmRSS")
-    trial = like_a_trial(request, request["trials"][0])
+    first = request["trials"][0]
+    work = one_window if first.get("memory_window") in ("first_call", "first_pass") else like_a_trial
+    trial = work(request, first)
     return {"trials": [trial], "work_peak_mib": status_mib("VmHWM") if reset_ok else None,
             "work_start_rss_mib": start_rss, "fork_start": forked}
 

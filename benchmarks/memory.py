@@ -41,8 +41,11 @@ def run(ctx: tool.Context, runs: dict[str, tool.Run]) -> list[Figure]:
                                   detail=f"batchbench row {row['status']}"))
             continue
         ctx.log(f"memory: {name} alone in a fresh process")
-        trial = {"mode": mode, "method": method, "batch_size": batch_size, "steps": row["steps"],
-                 "repeats": row["repeats"]}
+        # The peak is one round-trial's (round 1's, a fresh process): one round's steps and repeats
+        # (the row sums them over rounds), and for inference the window batchbench reads it over.
+        rounds = int(row.get("rounds") or 1)
+        trial = {"mode": mode, "method": method, "batch_size": batch_size, "steps": row["steps"] // rounds,
+                 "repeats": max(1, row["repeats"] // rounds), "memory_window": row.get("memory_window")}
         hand = ctx.handwritten(case.request("memory", ctx.plan.settings, [trial]),
                                f"memory-{case_name}-{mode}-{batch_size}")
         figures += compare(name, row["peak_host_mib"], hand)
