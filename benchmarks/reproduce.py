@@ -116,10 +116,9 @@ def figures(runs: list[tool.Run]) -> list[Figure]:
     return out
 
 
-def deciding_points(run: tool.Run) -> list[dict]:
-    """Each group's best size and the next smaller one (where the pick is decided), from run 1,
-    as hand-written trials."""
-    recs = json.loads((run.run_dir / "run.json").read_text())["summary"]["recommendations"]
+def deciding_points(run: tool.Run, recs: dict) -> list[dict]:
+    """Each group's best size and the next smaller one (where the pick is decided), from run 1's
+    rows and recommendations, as hand-written trials."""
     rows = ok_rows(run)
     out = []
     for group, rec in recs.items():
@@ -143,7 +142,7 @@ def noise_floor(config: dict, run: tool.Run, work_dir: Path, processes: int) -> 
                        detail="not measured: needs a built-in or keras.applications model on synthetic data "
                               "and --noise-processes of 2 or more")]
     sweep = config.get("sweep") or {}
-    trials = deciding_points(run)
+    trials = deciding_points(run, record["summary"]["recommendations"])
     request = {"op": "fidelity", "model": model, "input_shape": list(shapes[0]),
                "num_classes": data.get("num_classes") or 10, "samples": data.get("samples") or 1024,
                "seed": sweep.get("seed", 0), "repeats": sweep.get("repeats", 3),
@@ -155,8 +154,8 @@ def noise_floor(config: dict, run: tool.Run, work_dir: Path, processes: int) -> 
         hand = tool.handwritten({**request, "trials": order}, work_dir, f"noise-{n + 1}")
         busy.append(hand.child.others_cpu_share or 0.0)
         for t in hand.result["trials"]:
-            group = t["mode"] + (f"/{t['method']}" if t["method"] else "")
-            figures.setdefault(group, {}).setdefault(t["batch_size"], []).append(t["throughput_sps"])
+            group, batch_size = key(t)
+            figures.setdefault(group, {}).setdefault(batch_size, []).append(t["throughput_sps"])
     spread = {(g, b): statistics.stdev(math.log(v) for v in vs) for g, by in figures.items() for b, vs in by.items()}
     cv = statistics.median(spread.values())
     named = ", ".join(f"{g} b{b} {100 * s:.1f}%" for (g, b), s in spread.items())
